@@ -1,0 +1,110 @@
+"""`Settings`: configuration read once at the edge and passed down as a frozen object.
+
+Sources, highest first: keyword overrides, `BASTION_*` environment variables, an optional
+TOML file named by `BASTION_CONFIG`, then defaults. The embedded default needs nothing set:
+SQLite, blobs and keys all live under `BASTION_HOME` (default `./.bastion`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bastion.core.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", frozen=True, extra="forbid")
+
+    home: Path = Field(default=Path(".bastion"), description="State directory (BASTION_HOME).")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite under home. postgresql:// uses psycopg 3.",
+    )
+    blob_url: str | None = Field(
+        default=None, description="Blob store URL; default file://home/blobs"
+    )
+    listen: str = Field(default="127.0.0.1:8080", description="host:port the API server binds")
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="base64url 32-byte master key wrapping the key store; else home/master.key",
+    )
+    max_request_bytes: int = Field(default=1 * MiB, gt=0, description="Largest accepted body")
+    token_default_ttl_seconds: int = Field(default=8 * 3600, gt=0)
+    token_max_ttl_seconds: int = Field(default=90 * 24 * 3600, gt=0)
+    token_rotation_grace_seconds: int = Field(default=3600, ge=0)
+    bootstrap_token_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    auth_cache_seconds: float = Field(
+        default=2.0, ge=0, le=60, description="How long a verified token is trusted from memory"
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be host:port, got {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("BASTION_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read the environment (and `BASTION_CONFIG`), apply overrides; `ConfigError` if bad."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from exc
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'bastion.db'}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or (self.home / "blobs").as_uri()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
