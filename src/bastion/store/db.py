@@ -1,0 +1,167 @@
+"""The SQL database: engine set-up, transactions, migrations, error translation.
+
+SQLite (WAL, foreign keys on, `BEGIN IMMEDIATE` for writers so concurrent writers queue on the
+busy timeout instead of failing to upgrade a read lock) is the embedded default; PostgreSQL is
+reached through psycopg 3 by URL. Callers get an ORM `Session` inside `transaction()`; everything
+they do there commits together or not at all.
+
+Imports only `bastion.core` and `bastion.store.tables`; never services above.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bastion.core.errors import BastionError, ConfigError, Conflict, StoreError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_WRITE = "bastion_write"
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a database URL; `postgresql://` means psycopg 3. Raises `ConfigError` if unknown."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise ConfigError(f"invalid database URL: {error}") from error
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.drivername != "sqlite":
+            raise ConfigError(f"unsupported SQLite driver {parsed.drivername!r}; use sqlite://")
+        return parsed
+    raise ConfigError(f"unsupported database {backend!r}; use sqlite:// or postgresql://")
+
+
+class Database:
+    """One database, its engine and its migrations."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) -> None:
+        self.url = normalise_url(url)
+        self.backend = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.backend == "sqlite":
+            if self.url.database in (None, "", ":memory:"):
+                raise ConfigError("in-memory SQLite is not supported; give a file path")
+            path = Path(self.url.database)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create the file private before SQLite does (its -wal/-shm files copy this mode).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        else:
+            kwargs.update(pool_size=pool_size, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        if self.backend == "sqlite":
+            _configure_sqlite(self.engine, busy_timeout_ms)
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            bind=self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A read-write transaction: commits on normal exit, rolls back on any exception.
+
+        Raises `Conflict` (`store.conflict`) on a uniqueness or foreign-key violation and
+        `StoreError` (`store.unavailable`) when the database cannot be reached or is busy.
+        """
+        with _translated(), self._write_sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work (rolled back at the end)."""
+        with _translated(), self._sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic `upgrade head`)."""
+        with _translated(), self.engine.begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        with _translated(), self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def check_current(self) -> None:
+        """Raise `StoreError` (`store.schema_outdated`) unless the schema is at head."""
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        current = self.revision()
+        if current != head:
+            raise StoreError(
+                f"database schema is at {current or 'nothing'}, code expects {head}; "
+                "run `bastion init` to migrate",
+                code="store.schema_outdated",
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so BEGIN is ours (see `_on_begin`).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that later writes can
+        # fail with SQLITE_BUSY without waiting, while IMMEDIATE waits on the busy timeout.
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn driver exceptions into Bastion errors, once, at the adapter boundary."""
+    try:
+        yield
+    except BastionError:
+        raise
+    except exc.IntegrityError as error:
+        raise Conflict(
+            "the change conflicts with existing data (duplicate or dangling reference)",
+            code="store.conflict",
+        ) from error
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+        raise StoreError(
+            f"database unavailable: {type(getattr(error, 'orig', None) or error).__name__}",
+            code="store.unavailable",
+        ) from error
