@@ -1,0 +1,68 @@
+"""`create_app(platform)`: the FastAPI application for one `Platform`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+import bastion
+from bastion.api.deps import PERMISSION_KEY
+from bastion.api.errors import install_error_handlers
+from bastion.api.middleware import EdgeMiddleware
+from bastion.api.routes import audit, auth, health
+from bastion.platform import Platform
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def create_app(platform: Platform) -> FastAPI:
+    """Build the app. Raises `RuntimeError` if a non-public route declares no permission."""
+    app = FastAPI(
+        title="Bastion",
+        version=bastion.__version__,
+        description="Secure machine-learning deployment under data governance and privacy "
+        "controls. Authenticate with `Authorization: Bearer bst_…`.",
+    )
+    app.state.platform = platform
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(audit.router)
+    _document_security(app)
+    _check_routes(app)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=platform.settings.max_request_bytes)
+    return app
+
+
+def _check_routes(app: FastAPI) -> None:
+    """Fail closed at build time: every non-public operation must name its permission.
+
+    Checked on the generated OpenAPI document, FastAPI's public flattened view of all
+    routes (routers are included lazily, so `app.routes` does not list them). The runtime
+    dependency denies an undeclared route as well.
+    """
+    for path, operations in app.openapi()["paths"].items():
+        if path in PUBLIC_PATHS:
+            continue
+        for method, operation in operations.items():
+            if PERMISSION_KEY not in operation:
+                raise RuntimeError(f"route {method.upper()} {path} declares no permission")
+
+
+def _document_security(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["BastionToken"] = {"type": "http", "scheme": "bearer", "bearerFormat": "bst_"}
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    if PERMISSION_KEY in operation:
+                        operation["security"] = [{"BastionToken": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

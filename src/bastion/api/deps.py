@@ -1,0 +1,57 @@
+"""Request dependencies: the platform, and the authenticated, authorized caller.
+
+Each route declares the one permission it needs with `permission(Permission.X)` in its
+`openapi_extra`; `CurrentCaller` reads it from the matched route. A route that declares
+none is refused (fail closed), and the app factory refuses to build such a route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from bastion.core.errors import AuthenticationError, PermissionDenied
+from bastion.identity import Caller, Permission
+from bastion.platform import Platform
+
+PERMISSION_KEY = "x-bastion-permission"
+
+
+def permission(perm: Permission) -> dict[str, Any]:
+    """`openapi_extra` declaring the permission a route requires."""
+    return {PERMISSION_KEY: perm.value}
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthenticationError(
+            "Authorization header must be `Bearer <token>`", code="auth.token_malformed"
+        )
+    return value.strip()
+
+
+def current_caller(request: Request) -> Caller:
+    platform = get_platform(request)
+    caller = platform.tokens.authenticate(
+        bearer_token(request), request_id=getattr(request.state, "request_id", None)
+    )
+    route = request.scope.get("route")
+    declared = (getattr(route, "openapi_extra", None) or {}).get(PERMISSION_KEY)
+    if declared is None:
+        raise PermissionDenied("route declares no permission", code="auth.denied")
+    platform.authorizer.authorize(caller, Permission(declared))
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+PlatformDep = Annotated[Platform, Depends(get_platform)]

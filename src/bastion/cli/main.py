@@ -1,0 +1,389 @@
+"""`bastion …` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import bastion
+from bastion.core.errors import BastionError, ConfigError, ErrorKind, InvalidInput
+from bastion.core.settings import Settings
+from bastion.identity import Caller, Principal, TokenInfo
+from bastion.platform import Platform
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: secure machine-learning deployment under data governance and privacy controls.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="API tokens: create, list, revoke, rotate.", no_args_is_help=True)
+principal_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(principal_app, name="principal")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_CODES: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 2,
+    ErrorKind.TOO_LARGE: 2,
+    ErrorKind.UNAUTHENTICATED: 3,
+    ErrorKind.DENIED: 3,
+    ErrorKind.RATE_LIMITED: 3,
+    ErrorKind.NOT_FOUND: 4,
+    ErrorKind.CONFLICT: 5,
+    ErrorKind.INTEGRITY: 6,
+    ErrorKind.UNAVAILABLE: 7,
+    ErrorKind.INTERNAL: 1,
+}
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+TokenFile = Annotated[
+    Path | None,
+    typer.Option("--token-file", help="File holding the API token (default: $BASTION_TOKEN)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning every `BastionError` into a message and exit code."""
+    try:
+        app(standalone_mode=False)
+    except BastionError as error:
+        _fail(error)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+def _fail(error: BastionError) -> NoReturn:
+    err.print(f"[bold red]error[/] {escape(f'[{error.code}]: {error.message}')}", highlight=False)
+    sys.exit(EXIT_CODES[error.kind])
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90`, `30s`, `15m`, `8h`, `7d` → timedelta; `InvalidInput` otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise InvalidInput(
+            f"bad duration {text!r}: use e.g. 90s, 15m, 8h, 7d", code="input.invalid"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+@contextmanager
+def _platform() -> Iterator[Platform]:
+    with Platform.from_settings(Settings.from_env()) as platform:
+        yield platform
+
+
+def _caller(platform: Platform, token_file: Path | None) -> Caller:
+    if token_file is not None:
+        try:
+            raw = token_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"cannot read token file {token_file}: {error.strerror}") from error
+    else:
+        raw = os.environ.get("BASTION_TOKEN", "").strip()
+    return platform.tokens.authenticate(raw or None)
+
+
+def _table(*columns: str) -> Table:
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+# -- init and server ----------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    admin: Annotated[str, typer.Option(help="Name of the first admin.")] = "admin",
+    new_admin_token: Annotated[
+        bool, typer.Option("--new-admin-token", help="Issue a fresh admin token (break-glass).")
+    ] = False,
+) -> None:
+    """Create BASTION_HOME, the master key, key store and database; print the first admin token.
+
+    Safe to run again: it migrates the schema and changes nothing else, unless
+    --new-admin-token is given.
+    """
+    settings = Settings.from_env()
+    with Platform.initialise(settings) as platform:
+        first = platform.principals.count() == 0
+        if not first and not new_admin_token:
+            out.print(f"Bastion is initialised at {settings.home} (schema up to date).")
+            return
+        principal, issued = platform.bootstrap_admin(admin)
+    out.print(f"Initialised Bastion at {settings.home}" if first else "Issued a new admin token.")
+    if settings.master_key is None:
+        out.print(
+            f"Master key: {settings.home / 'master.key'} (mode 0600). Keep a copy offline; "
+            "in production set BASTION_MASTER_KEY from a secret manager instead."
+        )
+    expires = f"{issued.info.expires_at:%Y-%m-%d %H:%M} UTC"
+    out.print(f"Admin [bold]{principal.name}[/] token (shown once, expires {expires}):")
+    print(issued.secret)
+    out.print("Use it with: export BASTION_TOKEN=<token>")
+
+
+@app.command()
+def server(
+    listen: Annotated[
+        str | None, typer.Option(help="host:port to bind (default from BASTION_LISTEN).")
+    ] = None,
+) -> None:
+    """Run the API server (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from bastion.api import create_app
+
+    overrides: dict[str, Any] = {"listen": listen} if listen else {}
+    settings = Settings.from_env(**overrides)
+    with Platform.from_settings(settings) as platform:
+        url = f"http://{settings.listen}"
+        out.print(f"Bastion {bastion.__version__} serving {url} (API docs: {url}/docs)")
+        uvicorn.run(
+            create_app(platform),
+            host=settings.listen_host,
+            port=settings.listen_port,
+            log_level="info",
+            server_header=False,
+        )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(bastion.__version__)
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+def _token_dict(info: TokenInfo, platform: Platform) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "principal_id": info.principal_id,
+        "name": info.name,
+        "roles": [r.value for r in info.roles],
+        "resources": list(info.resources),
+        "expires_at": info.expires_at.isoformat(),
+        "state": info.state(platform.clock.now()),
+        "replaced_by": info.replaced_by,
+    }
+
+
+def _print_issued(platform: Platform, issued: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json({"token": issued.secret, "info": _token_dict(issued.info, platform)})
+        return
+    err.print(
+        f"Token {issued.info.id} for {issued.info.principal_id}, roles "
+        f"{', '.join(r.value for r in issued.info.roles)}, expires "
+        f"{issued.info.expires_at:%Y-%m-%d %H:%M} UTC. Shown once:"
+    )
+    print(issued.secret)
+
+
+@token_app.command("create")
+def token_create(
+    token_file: TokenFile = None,
+    for_principal: Annotated[
+        str | None, typer.Option("--for", help="Principal (name or id); default yourself.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "",
+    role: Annotated[list[str] | None, typer.Option(help="Limit to these roles.")] = None,
+    resource: Annotated[
+        list[str] | None, typer.Option(help="Scope to resources, e.g. endpoint:fraud or endpoint:*")
+    ] = None,
+    ttl: Annotated[str | None, typer.Option(help="Lifetime, e.g. 15m, 8h, 7d.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a token; the secret is printed once."""
+    with _platform() as platform:
+        caller = _caller(platform, token_file)
+        target = platform.principals.get(caller, for_principal).id if for_principal else None
+        issued = platform.tokens.create(
+            caller,
+            principal_id=target,
+            name=name,
+            roles=role or None,
+            resources=resource or (),
+            ttl=parse_duration(ttl) if ttl else None,
+        )
+        _print_issued(platform, issued, as_json)
+
+
+@token_app.command("list")
+def token_list(
+    token_file: TokenFile = None,
+    principal: Annotated[str | None, typer.Option(help="Whose tokens (name or id).")] = None,
+    all_principals: Annotated[bool, typer.Option("--all", help="Everyone's tokens.")] = False,
+    include_inactive: Annotated[bool, typer.Option(help="Show expired and revoked too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List token metadata (never secrets)."""
+    with _platform() as platform:
+        caller = _caller(platform, token_file)
+        target = platform.principals.get(caller, principal).id if principal else None
+        infos = platform.tokens.list(
+            caller,
+            principal_id=target,
+            all_principals=all_principals,
+            include_inactive=include_inactive,
+        )
+        rows = [_token_dict(i, platform) for i in infos]
+        if as_json:
+            _print_json(rows)
+            return
+        table = _table("id", "principal", "name", "roles", "resources", "expires", "state")
+        for r in rows:
+            table.add_row(
+                r["id"],
+                r["principal_id"],
+                r["name"],
+                ",".join(r["roles"]),
+                ",".join(r["resources"]),
+                r["expires_at"][:16],
+                r["state"],
+            )
+        out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, token_file: TokenFile = None) -> None:
+    """Revoke a token at once."""
+    with _platform() as platform:
+        info = platform.tokens.revoke(_caller(platform, token_file), token_id)
+        out.print(f"Revoked {info.id}.")
+
+
+@token_app.command("rotate")
+def token_rotate(
+    token_id: str,
+    token_file: TokenFile = None,
+    grace: Annotated[
+        str | None, typer.Option(help="How long the old token keeps working, e.g. 10m.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a successor token; the old one expires after the grace period."""
+    with _platform() as platform:
+        issued = platform.tokens.rotate(
+            _caller(platform, token_file),
+            token_id,
+            grace=parse_duration(grace) if grace else None,
+        )
+        _print_issued(platform, issued, as_json)
+
+
+# -- principals ---------------------------------------------------------------------------------
+
+
+def _principal_dict(p: Principal) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "kind": p.kind.value,
+        "roles": [r.value for r in p.roles],
+        "disabled": p.disabled,
+        "description": p.description,
+    }
+
+
+@principal_app.command("add")
+def principal_add(
+    name: str,
+    token_file: TokenFile = None,
+    kind: Annotated[str, typer.Option(help="user or service")] = "user",
+    role: Annotated[list[str] | None, typer.Option(help="A role to grant (repeatable).")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user or service account."""
+    with _platform() as platform:
+        p = platform.principals.add(
+            _caller(platform, token_file),
+            name=name,
+            kind=kind,
+            roles=role or (),
+            description=description,
+        )
+        if as_json:
+            _print_json(_principal_dict(p))
+        else:
+            roles = ", ".join(p.roles) or "none"
+            out.print(f"Added {p.kind.value} {p.name} ({p.id}) with roles: {roles}.")
+
+
+@principal_app.command("list")
+def principal_list(token_file: TokenFile = None, as_json: JsonFlag = False) -> None:
+    """List principals and their roles."""
+    with _platform() as platform:
+        rows = [_principal_dict(p) for p in platform.principals.list(_caller(platform, token_file))]
+        if as_json:
+            _print_json(rows)
+            return
+        table = _table("id", "name", "kind", "roles", "disabled")
+        for r in rows:
+            table.add_row(r["id"], r["name"], r["kind"], ",".join(r["roles"]), str(r["disabled"]))
+        out.print(table)
+
+
+@principal_app.command("disable")
+def principal_disable(name: str, token_file: TokenFile = None) -> None:
+    """Disable a principal: every one of its tokens stops working at once."""
+    with _platform() as platform:
+        p = platform.principals.set_disabled(_caller(platform, token_file), name, disabled=True)
+        out.print(f"Disabled {p.name}.")
+
+
+@principal_app.command("enable")
+def principal_enable(name: str, token_file: TokenFile = None) -> None:
+    """Re-enable a disabled principal."""
+    with _platform() as platform:
+        p = platform.principals.set_disabled(_caller(platform, token_file), name, disabled=False)
+        out.print(f"Enabled {p.name}.")
+
+
+@principal_app.command("roles")
+def principal_roles(
+    name: str,
+    role: Annotated[list[str], typer.Option(help="The full new set of roles (repeatable).")],
+    token_file: TokenFile = None,
+) -> None:
+    """Replace a principal's roles (not your own)."""
+    with _platform() as platform:
+        p = platform.principals.set_roles(_caller(platform, token_file), name, role)
+        out.print(f"{p.name} now has roles: {', '.join(p.roles) or 'none'}.")
