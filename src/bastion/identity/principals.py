@@ -238,17 +238,16 @@ class PrincipalService:
         return row
 
     def _require_other_admin(self, session: Session, principal_id: str) -> None:
-        others = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(PrincipalRoleRow)
-            .join(PrincipalRow, PrincipalRow.id == PrincipalRoleRow.principal_id)
-            .where(
-                PrincipalRoleRow.role == Role.ADMIN,
-                PrincipalRow.disabled.is_(False),
-                PrincipalRow.id != principal_id,
-            )
-        )
-        if not others:
+        # Lock the enabled admins' rows (FOR UPDATE on PostgreSQL; SQLite writers are already
+        # serialised by BEGIN IMMEDIATE) so two admins removing each other at the same moment
+        # cannot both see the other one still standing.
+        admins = session.scalars(
+            sa.select(PrincipalRow.id)
+            .join(PrincipalRoleRow, PrincipalRow.id == PrincipalRoleRow.principal_id)
+            .where(PrincipalRoleRow.role == Role.ADMIN, PrincipalRow.disabled.is_(False))
+            .with_for_update()
+        ).all()
+        if not [a for a in admins if a != principal_id]:
             raise Conflict(
                 "that would leave no enabled admin; add another admin first",
                 code="identity.last_admin",

@@ -436,7 +436,10 @@ class TokenService:
         """Revoke at once. Revoking an already revoked token is a no-op that returns it."""
         with self._db.transaction() as session:
             row = self._owned(
-                caller, session.get(TokenRow, token_id), token_id, Permission.TOKEN_MANAGE
+                caller,
+                session.get(TokenRow, token_id, with_for_update=True),
+                token_id,
+                Permission.TOKEN_MANAGE,
             )
             if row.revoked_at is None:
                 row.revoked_at = self._clock.now()
@@ -466,7 +469,10 @@ class TokenService:
         now = self._clock.now()
         with self._db.transaction() as session:
             old = self._owned(
-                caller, session.get(TokenRow, token_id), token_id, Permission.TOKEN_MANAGE
+                caller,
+                session.get(TokenRow, token_id, with_for_update=True),
+                token_id,
+                Permission.TOKEN_MANAGE,
             )
             if old.revoked_at is not None or old.expires_at <= now:
                 raise InvalidInput(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import string
 import threading
+import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +173,48 @@ def test_ttl_bounds(platform: Platform, admin: Actor) -> None:
         with pytest.raises(InvalidInput) as info:
             platform.tokens.create(caller, ttl=ttl)
         assert info.value.code == "auth.bad_ttl"
+
+
+def test_two_admins_cannot_disable_each_other_at_once(
+    platform: Platform, admin: Actor, make_actor: MakeActor
+) -> None:
+    """Row locks (PostgreSQL) / BEGIN IMMEDIATE (SQLite) keep one admin standing in a race."""
+    a = make_actor("race-a", Role.ADMIN)
+    b = make_actor("race-b", Role.ADMIN)
+    caller_a = platform.tokens.authenticate(a.token)
+    caller_b = platform.tokens.authenticate(b.token)
+    platform.principals.set_roles(caller_a, "root-admin", ["auditor"])  # only a and b remain
+    barrier = threading.Barrier(2)
+
+    # Hold each transaction open right after its admin check, so without row locks both
+    # checks would see the other admin standing and both disables would commit.
+    @sa.event.listens_for(platform.database.engine, "after_cursor_execute")
+    def _pause(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "principal_roles.role" in statement and "principals.disabled" in statement:
+            time.sleep(0.3)
+
+    outcomes: list[str] = []
+
+    def disable(caller: Caller, target: str) -> None:
+        barrier.wait()
+        try:
+            platform.principals.set_disabled(caller, target, disabled=True)
+            outcomes.append("ok")
+        except Exception as exc:  # noqa: BLE001 - the code is what we check
+            outcomes.append(getattr(exc, "code", repr(exc)))
+
+    threads = [
+        threading.Thread(target=disable, args=(caller_a, "race-b")),
+        threading.Thread(target=disable, args=(caller_b, "race-a")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["identity.last_admin", "ok"]
+    enabled_admins = [
+        p.name
+        for p in platform.principals.list(Caller.system("test", [Role.AUDITOR]))
+        if Role.ADMIN in p.roles and not p.disabled
+    ]
+    assert len(enabled_admins) == 1
