@@ -8,6 +8,7 @@ SQLite, blobs and keys all live under `BASTION_HOME` (default `./.bastion`).
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,17 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Read the environment (and `BASTION_CONFIG`), apply overrides; `ConfigError` if bad."""
+        config_file = os.environ.get("BASTION_CONFIG")
+        if config_file and not Path(config_file).is_file():
+            raise ConfigError(f"BASTION_CONFIG names {config_file}, which is not a file")
         try:
             return cls(**overrides)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"BASTION_CONFIG file {config_file} is not valid TOML: {exc}"
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read BASTION_CONFIG file {config_file}: {exc}") from exc
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"

@@ -196,6 +196,7 @@ class LocalKeyStore:
                 f"no key store at {keys_dir}; run `bastion init` (and set BASTION_MASTER_KEY "
                 "if the master key is not in BASTION_HOME/master.key)",
                 code="crypto.keystore_missing",
+                kind=ErrorKind.UNAVAILABLE,
                 details={"path": str(keys_dir)},
             )
         store = cls(keys_dir, master, clock=clock)
@@ -424,6 +425,7 @@ class LocalKeyStore:
             raise CryptoError(
                 f"key store at {self._dir} is incomplete (no active KEK); run `bastion init`",
                 code="crypto.keystore_missing",
+                kind=ErrorKind.UNAVAILABLE,
             ) from None
         except UnicodeDecodeError as exc:
             raise _corrupt(self._active_path) from exc

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import NoReturn
 
-from bastion.core.errors import ConfigError, CryptoError
+from bastion.core.errors import ConfigError, CryptoError, ErrorKind
 from bastion.core.settings import Settings
 
 MASTER_KEY_BYTES = 32
@@ -130,6 +130,7 @@ def resolve_master_key(settings: Settings, *, create: bool) -> MasterKey:
                 f"no master key: {path} does not exist and BASTION_MASTER_KEY is not set; "
                 "run `bastion init` or set BASTION_MASTER_KEY",
                 code="crypto.keystore_missing",
+                kind=ErrorKind.UNAVAILABLE,
                 details={"path": str(path)},
             ) from None
     ensure_private_dir(settings.home)

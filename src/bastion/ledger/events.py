@@ -27,7 +27,10 @@ from bastion.store.tables import LedgerEntryRow
 
 EVENT_SCHEMA_VERSION = 1
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_SECRETISH = re.compile(r"(secret|password|passphrase|private_key|api_key|^token$)", re.I)
+# `token` and `*_token` are refused; `token_id` and other ids are fine.
+_SECRETISH = re.compile(
+    r"(secret|password|passphrase|private_key|api_key|credential|(^|_)token$)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -135,12 +138,16 @@ class AuditLog:
         ]
 
 
-def _reject_secret_keys(data: Mapping[str, Any], path: str = "data") -> None:
-    for key, value in data.items():
-        if _SECRETISH.search(str(key)):
-            raise InvalidInput(
-                f"audit event field {path}.{key} looks like a secret; secrets never enter the log",
-                code="ledger.secret_in_event",
-            )
-        if isinstance(value, Mapping):
+def _reject_secret_keys(data: Any, path: str = "data") -> None:
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if _SECRETISH.search(str(key)):
+                raise InvalidInput(
+                    f"audit event field {path}.{key} looks like a secret; "
+                    "secrets never enter the log",
+                    code="ledger.secret_in_event",
+                )
             _reject_secret_keys(value, f"{path}.{key}")
+    elif isinstance(data, list | tuple):
+        for i, item in enumerate(data):
+            _reject_secret_keys(item, f"{path}[{i}]")

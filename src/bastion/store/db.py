@@ -25,7 +25,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bastion.core.errors import BastionError, ConfigError, Conflict, StoreError
+from bastion.core.errors import BastionError, ConfigError, Conflict, ErrorKind, StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "bastion_write"
@@ -64,7 +64,9 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         else:
             kwargs.update(pool_size=pool_size, pool_pre_ping=True)
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        # hide_parameters: bound values (token hashes, wrapped keys) never reach an error
+        # message or a log line.
+        self.engine: Engine = sa.create_engine(self.url, hide_parameters=True, **kwargs)
         if self.backend == "sqlite":
             _configure_sqlite(self.engine, busy_timeout_ms)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -165,3 +167,14 @@ def _translated() -> Iterator[None]:
             f"database unavailable: {type(getattr(error, 'orig', None) or error).__name__}",
             code="store.unavailable",
         ) from error
+    except exc.StatementError as error:
+        # A value the column cannot take (e.g. a naive datetime): a bug in the caller, said
+        # without echoing the values.
+        cause = error.orig if error.orig is not None else error
+        # Our own bind-time checks (ValueError/TypeError) carry no values; driver messages may.
+        reason = str(cause) if isinstance(cause, ValueError | TypeError) else type(cause).__name__
+        raise StoreError(
+            f"database rejected a statement: {reason}",
+            code="store.bad_statement",
+            kind=ErrorKind.INTERNAL,
+        ) from None
