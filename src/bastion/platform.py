@@ -9,6 +9,7 @@ opens what `initialise` made and refuses to start on a missing or outdated one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -52,16 +53,10 @@ class Platform:
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
         """Open an initialised home. Raises `CryptoError` (`crypto.keystore_missing`),
         `IntegrityError` (`crypto.wrong_master_key`) or `StoreError` (`store.schema_outdated`)."""
-        master = resolve_master_key(settings, create=False)
         clock = clock or SystemClock()
+        master = resolve_master_key(settings, create=False)
         keystore = LocalKeyStore.open(settings.keys_dir, master, clock=clock)
-        database = Database(settings.resolved_database_url)
-        try:
-            database.check_current()
-            return cls._wire(settings, clock, database, keystore)
-        except BaseException:
-            database.dispose()
-            raise
+        return cls._wire(settings, clock, keystore, prepare=Database.check_current)
 
     @classmethod
     def initialise(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -69,20 +64,31 @@ class Platform:
 
         Idempotent: running it again migrates the schema to head and changes nothing else.
         """
+        clock = clock or SystemClock()
         ensure_private_dir(settings.home)
         master = resolve_master_key(settings, create=True)
-        clock = clock or SystemClock()
         keystore = LocalKeyStore.create(settings.keys_dir, master, clock=clock)
+        return cls._wire(settings, clock, keystore, prepare=Database.migrate)
+
+    @classmethod
+    def _wire(
+        cls,
+        settings: Settings,
+        clock: Clock,
+        keystore: LocalKeyStore,
+        *,
+        prepare: Callable[[Database], None],
+    ) -> Platform:
         database = Database(settings.resolved_database_url)
         try:
-            database.migrate()
-            return cls._wire(settings, clock, database, keystore)
+            prepare(database)
+            return cls._build(settings, clock, database, keystore)
         except BaseException:
             database.dispose()
             raise
 
     @classmethod
-    def _wire(
+    def _build(
         cls, settings: Settings, clock: Clock, database: Database, keystore: LocalKeyStore
     ) -> Platform:
         cipher = EnvelopeCipher(keystore)

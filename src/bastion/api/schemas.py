@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.identity import Principal, TokenInfo
+from bastion.ledger import RecordedEvent
 
 
 class Strict(BaseModel):
@@ -117,3 +118,16 @@ class AuditEventOut(BaseModel):
     request_id: str | None
     time: datetime
     body: str = Field(description="the RFC 8785 canonical JSON that the log hashes")
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> AuditEventOut:
+        return cls(
+            seq=event.seq,
+            event_id=event.event_id,
+            type=event.type,
+            actor=event.actor,
+            subject=event.subject,
+            request_id=event.request_id,
+            time=event.time,
+            body=event.body.decode(),
+        )

@@ -21,16 +21,4 @@ def list_events(
 ) -> list[AuditEventOut]:
     with platform.database.read() as session:
         events = platform.audit.events(session, start=start, limit=limit, subject=subject)
-    return [
-        AuditEventOut(
-            seq=e.seq,
-            event_id=e.event_id,
-            type=e.type,
-            actor=e.actor,
-            subject=e.subject,
-            request_id=e.request_id,
-            time=e.time,
-            body=e.body.decode(),
-        )
-        for e in events
-    ]
+    return [AuditEventOut.of(e) for e in events]
