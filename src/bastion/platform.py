@@ -23,6 +23,7 @@ from bastion.identity import (
     AccessCounters,
     Authorizer,
     IssuedToken,
+    KeyAdmin,
     Principal,
     PrincipalService,
     TokenService,
@@ -48,6 +49,7 @@ class Platform:
     authorizer: Authorizer
     tokens: TokenService
     principals: PrincipalService
+    keys: KeyAdmin
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -122,6 +124,7 @@ class Platform:
             authorizer=authorizer,
             tokens=tokens,
             principals=principals,
+            keys=KeyAdmin(keystore=keystore, database=database, audit=audit, authorizer=authorizer),
         )
 
     def bootstrap_admin(self, name: str = "admin") -> tuple[Principal, IssuedToken]:

@@ -32,7 +32,9 @@ app = typer.Typer(
 token_app = typer.Typer(help="API tokens: create, list, revoke, rotate.", no_args_is_help=True)
 principal_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+keys_app = typer.Typer(help="Key store: status and KEK rotation.", no_args_is_help=True)
 app.add_typer(principal_app, name="principal")
+app.add_typer(keys_app, name="keys")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -387,3 +389,29 @@ def principal_roles(
     with _platform() as platform:
         p = platform.principals.set_roles(_caller(platform, token_file), name, role)
         out.print(f"{p.name} now has roles: {', '.join(p.roles) or 'none'}.")
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@keys_app.command("status")
+def keys_status(token_file: TokenFile = None, as_json: JsonFlag = False) -> None:
+    """Show the active key-encryption key and how many data keys it wraps."""
+    with _platform() as platform:
+        status = platform.keys.status(_caller(platform, token_file))
+        if as_json:
+            _print_json({"active_kek_id": status.active_kek_id, "data_keys": status.data_keys})
+        else:
+            out.print(f"Active KEK {status.active_kek_id}, wrapping {status.data_keys} data keys.")
+
+
+@keys_app.command("rotate")
+def keys_rotate(token_file: TokenFile = None) -> None:
+    """Re-wrap every data key under a new KEK and destroy the old KEK."""
+    with _platform() as platform:
+        report = platform.keys.rotate(_caller(platform, token_file))
+        out.print(
+            f"New KEK {report.new_kek_id}; re-wrapped {report.rewrapped_data_keys} data keys "
+            f"and {report.rewrapped_named_keys} named keys; destroyed "
+            f"{', '.join(report.retired_kek_ids) or 'nothing'}."
+        )
