@@ -9,10 +9,13 @@ opens what `initialise` made and refuses to start on a missing or outdated one.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bastion.core.clock import Clock, SystemClock
 from bastion.core.settings import Settings
@@ -28,11 +31,13 @@ from bastion.identity import (
     PrincipalService,
     TokenService,
 )
-from bastion.ledger import AuditLog
+from bastion.ledger import AuditLog, TransparencyLog
+from bastion.ledger.note import signer_from_seed
 from bastion.store.blobs import open_blob_store
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 
+LEDGER_KEY = "ledger-signing-key"
 TOKEN_PEPPER = "api-token-pepper"  # noqa: S105 - the key's name in the key store
 
 
@@ -50,6 +55,7 @@ class Platform:
     tokens: TokenService
     principals: PrincipalService
     keys: KeyAdmin
+    ledger: TransparencyLog
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -84,7 +90,10 @@ class Platform:
         database = Database(settings.resolved_database_url)
         try:
             prepare(database)
-            return cls._build(settings, clock, database, keystore)
+            platform = cls._build(settings, clock, database, keystore)
+            # Entries a crashed process committed but never sequenced go in now.
+            platform.ledger.sequence_all()
+            return platform
         except BaseException:
             database.dispose()
             raise
@@ -95,6 +104,7 @@ class Platform:
     ) -> Platform:
         cipher = EnvelopeCipher(keystore)
         audit = AuditLog(clock=clock)
+        ledger = _ledger(settings, clock, database, keystore, audit)
         counters = AccessCounters()
         authorizer = Authorizer(counters=counters)
         tokens = TokenService(
@@ -125,6 +135,7 @@ class Platform:
             tokens=tokens,
             principals=principals,
             keys=KeyAdmin(keystore=keystore, database=database, audit=audit, authorizer=authorizer),
+            ledger=ledger,
         )
 
     def bootstrap_admin(self, name: str = "admin") -> tuple[Principal, IssuedToken]:
@@ -146,3 +157,26 @@ class Platform:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _ledger(
+    settings: Settings,
+    clock: Clock,
+    database: Database,
+    keystore: LocalKeyStore,
+    audit: AuditLog,
+) -> TransparencyLog:
+    seed = keystore.named_key(LEDGER_KEY)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    origin = (
+        settings.ledger_origin or f"bastion.local/ledger/{hashlib.sha256(public).hexdigest()[:16]}"
+    )
+    ledger = TransparencyLog(
+        database=database,
+        audit=audit,
+        signer=signer_from_seed(seed, origin),
+        origin=origin,
+        clock=clock,
+    )
+    database.after_commit(ledger.on_commit)
+    return ledger

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     token_max_ttl_seconds: int = Field(default=90 * 24 * 3600, gt=0)
     token_rotation_grace_seconds: int = Field(default=3600, ge=0)
     bootstrap_token_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    ledger_origin: str | None = Field(
+        default=None,
+        description="Origin line of the log's checkpoints; default derived from the log key",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$",
+    )
     auth_cache_seconds: float = Field(
         default=2.0, ge=0, le=60, description="How long a verified token is trusted from memory"
     )

@@ -1,10 +1,34 @@
-"""Evidence: the audit log every mutating operation appends to, in the caller's transaction.
+"""Evidence: the transparency log under every change.
 
-This foundation stores each event as RFC 8785 canonical JSON in commit order; the transparency
-log issue sequences these entries into an RFC 9162 Merkle tree with signed checkpoints.
+Services `append` audit events inside their own transaction; the sequencer gives them leaf
+indices in commit order in an RFC 9162 Merkle tree and signs C2SP checkpoints; proofs and a
+replaying verifier let someone who does not trust the operator check the record.
 May import `bastion.store`, `bastion.crypto` and `bastion.core` only.
 """
 
-from bastion.ledger.events import AuditLog, Event, RecordedEvent
+from bastion.ledger.errors import LedgerError, RootMismatchError, TamperError
+from bastion.ledger.events import AuditLog, Event, QueuedEntry
+from bastion.ledger.log import (
+    ConsistencyProof,
+    InclusionProof,
+    LogEntry,
+    SignedCheckpoint,
+    TransparencyLog,
+)
+from bastion.ledger.verify import VerifyReport, verify_bundle
 
-__all__ = ["AuditLog", "Event", "RecordedEvent"]
+__all__ = [
+    "AuditLog",
+    "ConsistencyProof",
+    "Event",
+    "InclusionProof",
+    "LedgerError",
+    "LogEntry",
+    "QueuedEntry",
+    "RootMismatchError",
+    "SignedCheckpoint",
+    "TamperError",
+    "TransparencyLog",
+    "VerifyReport",
+    "verify_bundle",
+]

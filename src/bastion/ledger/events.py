@@ -26,6 +26,7 @@ from bastion.core.ids import new_id
 from bastion.store.tables import LedgerEntryRow
 
 EVENT_SCHEMA_VERSION = 1
+QUEUED_MARK = "bastion.ledger.queued"
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 # `token` and `*_token` are refused; `token_id` and other ids are fine.
 _SECRETISH = re.compile(
@@ -45,7 +46,10 @@ class Event:
 
 
 @dataclass(frozen=True)
-class RecordedEvent:
+class QueuedEntry:
+    """An appended event: `seq` is its queue position; the sequencer later gives it a
+    `leaf_index` in commit order (None until then)."""
+
     seq: int
     event_id: str
     type: str
@@ -54,6 +58,7 @@ class RecordedEvent:
     request_id: str | None
     time: datetime
     body: bytes
+    leaf_index: int | None = None
 
 
 class AuditLog:
@@ -62,7 +67,7 @@ class AuditLog:
     def __init__(self, *, clock: Clock) -> None:
         self._clock = clock
 
-    def append(self, session: Session, event: Event) -> RecordedEvent:
+    def append(self, session: Session, event: Event) -> QueuedEntry:
         """Queue `event` in `session`'s transaction and return it with its canonical bytes.
 
         Raises `InvalidInput` for a malformed type, secret-looking data keys, or data that is
@@ -96,7 +101,8 @@ class AuditLog:
         )
         session.add(row)
         session.flush()
-        return RecordedEvent(
+        session.info[QUEUED_MARK] = True  # tells the post-commit hook to sequence
+        return QueuedEntry(
             seq=row.seq,
             event_id=event_id,
             type=event.type,
@@ -115,7 +121,7 @@ class AuditLog:
         limit: int = 100,
         subject: str | None = None,
         types: Sequence[str] = (),
-    ) -> list[RecordedEvent]:
+    ) -> list[QueuedEntry]:
         """Events in commit order from sequence number `start` (inclusive), at most `limit`."""
         query = sa.select(LedgerEntryRow).where(LedgerEntryRow.seq >= start)
         if subject is not None:
@@ -124,7 +130,7 @@ class AuditLog:
             query = query.where(LedgerEntryRow.event_type.in_(list(types)))
         rows = session.scalars(query.order_by(LedgerEntryRow.seq).limit(limit))
         return [
-            RecordedEvent(
+            QueuedEntry(
                 seq=r.seq,
                 event_id=r.event_id,
                 type=r.event_type,
@@ -133,6 +139,7 @@ class AuditLog:
                 request_id=r.request_id,
                 time=r.created_at,
                 body=r.body,
+                leaf_index=r.leaf_index,
             )
             for r in rows
         ]

@@ -11,7 +11,7 @@ Imports only `bastion.core` and `bastion.store.tables`; never services above.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class Database:
         self.engine: Engine = sa.create_engine(self.url, hide_parameters=True, **kwargs)
         if self.backend == "sqlite":
             _configure_sqlite(self.engine, busy_timeout_ms)
+        self._hooks: list[Callable[[dict[str, Any]], None]] = []
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             bind=self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
@@ -81,11 +82,22 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A read-write transaction: commits on normal exit, rolls back on any exception.
 
+        After a successful commit, every hook added with `after_commit` runs with the
+        session's `info` dict (a service marks there what a hook should react to). A hook's
+        failure is its own business: the commit has happened and stands.
+
         Raises `Conflict` (`store.conflict`) on a uniqueness or foreign-key violation and
         `StoreError` (`store.unavailable`) when the database cannot be reached or is busy.
         """
         with _translated(), self._write_sessions.begin() as session:
             yield session
+            info = dict(session.info)
+        for hook in self._hooks:
+            hook(info)
+
+    def after_commit(self, hook: Callable[[dict[str, Any]], None]) -> None:
+        """Run `hook(session_info)` after each committed `transaction()`."""
+        self._hooks.append(hook)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

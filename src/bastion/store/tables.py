@@ -94,5 +94,39 @@ class LedgerEntryRow(Base):
     subject: Mapped[str] = mapped_column(sa.String(256), index=True)
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
-    # The RFC 8785 canonical JSON of the whole event: the bytes later hashed into the log.
+    # The RFC 8785 canonical JSON of the whole event: the bytes hashed into the log.
     body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # Set by the sequencer, in commit order; NULL while the entry is queued.
+    leaf_index: Mapped[int | None] = mapped_column(sa.BigInteger, unique=True)
+    leaf_hash: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32))
+
+    __table_args__ = (
+        sa.Index(
+            "ix_ledger_entries_queued",
+            "seq",
+            sqlite_where=sa.text("leaf_index IS NULL"),
+            postgresql_where=sa.text("leaf_index IS NULL"),
+        ),
+    )
+
+
+class LedgerNodeRow(Base):
+    """A perfect subtree of the Merkle tree: (level, index) covers leaves
+    [index * 2**level, (index + 1) * 2**level). Written once, when it becomes complete."""
+
+    __tablename__ = "ledger_nodes"
+
+    level: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+
+
+class LedgerCheckpointRow(Base):
+    """A signed checkpoint (C2SP signed note) issued after a sequencing batch."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
