@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.identity import Principal, TokenInfo
-from bastion.ledger import RecordedEvent
+from bastion.ledger import QueuedEntry
 
 
 class Strict(BaseModel):
@@ -118,9 +118,10 @@ class AuditEventOut(BaseModel):
     request_id: str | None
     time: datetime
     body: str = Field(description="the RFC 8785 canonical JSON that the log hashes")
+    leaf_index: int | None = Field(description="position in the Merkle tree; null while queued")
 
     @classmethod
-    def of(cls, event: RecordedEvent) -> AuditEventOut:
+    def of(cls, event: QueuedEntry) -> AuditEventOut:
         return cls(
             seq=event.seq,
             event_id=event.event_id,
@@ -130,4 +131,5 @@ class AuditEventOut(BaseModel):
             request_id=event.request_id,
             time=event.time,
             body=event.body.decode(),
+            leaf_index=event.leaf_index,
         )

@@ -20,7 +20,7 @@ from rich.table import Table
 import bastion
 from bastion.core.errors import BastionError, ConfigError, ErrorKind, InvalidInput
 from bastion.core.settings import Settings
-from bastion.identity import Caller, Principal, TokenInfo
+from bastion.identity import Caller, Permission, Principal, TokenInfo
 from bastion.platform import Platform
 
 app = typer.Typer(
@@ -33,8 +33,12 @@ token_app = typer.Typer(help="API tokens: create, list, revoke, rotate.", no_arg
 principal_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 keys_app = typer.Typer(help="Key store: status and KEK rotation.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The transparency log: verify, export, proofs, checkpoints.", no_args_is_help=True
+)
 app.add_typer(principal_app, name="principal")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -415,3 +419,132 @@ def keys_rotate(token_file: TokenFile = None) -> None:
             f"and {report.rewrapped_named_keys} named keys; destroyed "
             f"{', '.join(report.retired_kek_ids) or 'nothing'}."
         )
+
+
+# -- audit (transparency log) -------------------------------------------------------------------
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {what} {path}: {error}") from error
+
+
+@audit_app.command("verify")
+def audit_verify(
+    token_file: TokenFile = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Verify an exported bundle offline (no database).")
+    ] = None,
+    pubkey: Annotated[
+        Path | None, typer.Option(help="The log's verifier key file (required with --bundle).")
+    ] = None,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A signed checkpoint saved earlier: detect rollback and forks."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute the whole tree and check every entry, node and checkpoint signature.
+
+    Exit 0 when intact; 6 with the first bad index and expected/computed values when not.
+    """
+    from bastion.ledger import verify_bundle
+    from bastion.ledger.note import NoteVerifier
+
+    if bundle is not None:
+        if pubkey is None:
+            raise InvalidInput("--bundle needs --pubkey (the log's key, obtained out of band)")
+        verifier = NoteVerifier.from_vkey(_read_text(pubkey, "public key").strip())
+        try:
+            document = json.loads(_read_text(bundle, "bundle"))
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"bundle {bundle} is not JSON: {error}") from error
+        report = verify_bundle(document, verifier)
+        if trusted_checkpoint is not None:
+            raise InvalidInput("--trusted-checkpoint applies to the live log, not a bundle")
+    else:
+        with _platform() as platform:
+            platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+            report = platform.ledger.verify(
+                trusted_checkpoint=_read_text(trusted_checkpoint, "checkpoint")
+                if trusted_checkpoint
+                else None
+            )
+    result = {
+        "status": "intact",
+        "size": report.size,
+        "root": report.root.hex(),
+        "checkpoints": report.checkpoints,
+        "nodes": report.nodes,
+        "queued": report.queued,
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(
+            f"Log intact: {report.size} entries, root {report.root.hex()}, "
+            f"{report.checkpoints} signed checkpoints and {report.nodes} tree nodes checked"
+            + (f"; {report.queued} entries still queued" if report.queued else "")
+            + "."
+        )
+
+
+@audit_app.command("export")
+def audit_export(
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle (JSON).")],
+    token_file: TokenFile = None,
+) -> None:
+    """Write every entry, every signed checkpoint and the log's key to a bundle file."""
+    with _platform() as platform:
+        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+        try:
+            with out_path.open("w", encoding="utf-8") as handle:
+                platform.ledger.export(handle)
+        except OSError as error:
+            raise ConfigError(f"cannot write {out_path}: {error.strerror}") from error
+        out.print(
+            f"Wrote {out_path}. Verify with: bastion audit verify --bundle {out_path} "
+            "--pubkey <key file from `bastion audit pubkey`>"
+        )
+
+
+@audit_app.command("proof")
+def audit_proof(
+    index: Annotated[int, typer.Option(help="Leaf index of the entry.")],
+    token_file: TokenFile = None,
+    tree_size: Annotated[int | None, typer.Option(help="Default: the newest checkpoint.")] = None,
+) -> None:
+    """Print an inclusion proof of entry INDEX against the newest (or a given) checkpoint."""
+    with _platform() as platform:
+        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+        latest = platform.ledger.latest_checkpoint()
+        proof = platform.ledger.inclusion_proof(index, tree_size or latest.size)
+        proof.verify()
+        _print_json(
+            {
+                "index": proof.index,
+                "tree_size": proof.tree_size,
+                "leaf_hash": proof.leaf_hash.hex(),
+                "proof": [h.hex() for h in proof.hashes],
+                "root": proof.root.hex(),
+                "checkpoint": latest.note if proof.tree_size == latest.size else None,
+            }
+        )
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(token_file: TokenFile = None) -> None:
+    """Print the newest signed checkpoint (save it to check for rollbacks later)."""
+    with _platform() as platform:
+        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+        print(platform.ledger.latest_checkpoint().note, end="")
+
+
+@audit_app.command("pubkey")
+def audit_pubkey(token_file: TokenFile = None) -> None:
+    """Print the log's verifier key (signed-note format) for offline verification."""
+    with _platform() as platform:
+        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+        print(platform.ledger.verifier_key())

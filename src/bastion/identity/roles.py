@@ -85,7 +85,6 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.MODEL_READ,
         Permission.APPROVAL_GRANT,
         Permission.POLICY_READ,
-        Permission.AUDIT_READ,
     },
     Role.MODEL_DEVELOPER: SELF_SERVICE
     | {
@@ -102,7 +101,6 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.MODEL_READ,
         Permission.APPROVAL_GRANT,
         Permission.POLICY_READ,
-        Permission.AUDIT_READ,
     },
     Role.DEPLOYER: SELF_SERVICE
     | {
