@@ -18,7 +18,7 @@ May import `bastion.store`, `bastion.crypto` and `bastion.core`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, cast
@@ -41,6 +41,7 @@ log = logging.getLogger("bastion.ledger")
 # Any constant works; it only has to be the same for every replica of one log.
 _PG_SEQUENCER_LOCK = 0x4253_544E_4C4F_47
 MAX_PAGE = 1000
+_MAX_INDEX = sa.text("SELECT max(leaf_index) FROM ledger_entries")
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ class TransparencyLog:
             ).all()
             if not queued:
                 return None
-            size = _size(session)
+            conn = session.connection()
+            size = _size(conn)
             border = merkle.perfect_subtrees(0, size)
-            nodes = _nodes(session, border)
+            nodes = _nodes(conn, border)
             tree = merkle.CompactRange.from_state(size, [nodes[c] for c in border])
             updates: list[dict[str, Any]] = []
             completed: list[dict[str, Any]] = []
@@ -169,8 +171,8 @@ class TransparencyLog:
     # -- reading ------------------------------------------------------------------------------
 
     def size(self) -> int:
-        with self._db.read() as session:
-            return _size(session)
+        with self._db.connect() as conn:
+            return _size(conn)
 
     def queued(self) -> int:
         with self._db.read() as session:
@@ -216,21 +218,21 @@ class TransparencyLog:
 
     def root_at(self, tree_size: int) -> bytes:
         """The root over the first `tree_size` entries, from O(log n) stored nodes."""
-        with self._db.read() as session:
-            _check_size(session, tree_size)
-            return _root(session, tree_size)
+        with self._db.connect() as conn:
+            _check_size(conn, tree_size)
+            return _root(conn, tree_size)
 
     def inclusion_proof(self, index: int, tree_size: int) -> InclusionProof:
         """RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` entries."""
         if not 0 <= index < tree_size:
             raise MalformedProofError(f"need 0 <= index < tree_size (got {index}, {tree_size})")
-        with self._db.read() as session:
-            _check_size(session, tree_size)
+        with self._db.connect() as conn:
+            _check_size(conn, tree_size)
             plan = [
                 merkle.perfect_subtrees(b, e) for b, e in merkle.inclusion_ranges(index, tree_size)
             ]
             root_plan = merkle.perfect_subtrees(0, tree_size)
-            nodes = _nodes(session, [c for p in plan for c in p] + root_plan + [(0, index)])
+            nodes = _nodes(conn, [c for p in plan for c in p] + root_plan + [(0, index)])
         return InclusionProof(
             index=index,
             tree_size=tree_size,
@@ -243,14 +245,14 @@ class TransparencyLog:
         """RFC 9162 consistency proof that the tree of `second` entries extends `first`."""
         if not 0 <= first <= second:
             raise MalformedProofError(f"need 0 <= first <= second (got {first}, {second})")
-        with self._db.read() as session:
-            _check_size(session, second)
+        with self._db.connect() as conn:
+            _check_size(conn, second)
             plan = [
                 merkle.perfect_subtrees(b, e) for b, e in merkle.consistency_ranges(first, second)
             ]
             first_plan = merkle.perfect_subtrees(0, first)
             second_plan = merkle.perfect_subtrees(0, second)
-            nodes = _nodes(session, [c for p in plan for c in p] + first_plan + second_plan)
+            nodes = _nodes(conn, [c for p in plan for c in p] + first_plan + second_plan)
         return ConsistencyProof(
             first=first,
             second=second,
@@ -321,7 +323,7 @@ class TransparencyLog:
             )
             if trusted_checkpoint is not None:
                 check_trusted(
-                    lambda n: _root(session, n),
+                    lambda n: _root(session.connection(), n),
                     replay.size,
                     trusted_checkpoint,
                     self.verifier,
@@ -359,13 +361,13 @@ class TransparencyLog:
             )
 
 
-def _size(session: Session) -> int:
-    top = session.scalar(sa.select(sa.func.max(LedgerEntryRow.leaf_index)))
+def _size(conn: sa.Connection) -> int:
+    top = conn.execute(_MAX_INDEX).scalar()
     return 0 if top is None else int(top) + 1
 
 
-def _check_size(session: Session, tree_size: int) -> None:
-    size = _size(session)
+def _check_size(conn: sa.Connection, tree_size: int) -> None:
+    size = _size(conn)
     if not 0 <= tree_size <= size:
         raise MalformedProofError(
             f"tree size {tree_size} is beyond the log's {size} entries",
@@ -373,25 +375,33 @@ def _check_size(session: Session, tree_size: int) -> None:
         )
 
 
-def _root(session: Session, tree_size: int) -> bytes:
+def _root(conn: sa.Connection, tree_size: int) -> bytes:
     plan = merkle.perfect_subtrees(0, tree_size)
-    nodes = _nodes(session, plan)
+    nodes = _nodes(conn, plan)
     return merkle.hash_from_subtrees([nodes[c] for c in plan])
 
 
-def _nodes(session: Session, coords: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+def _nodes(conn: sa.Connection, coords: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     """Fetch stored nodes in one query; a missing one means the store was tampered with."""
     wanted = set(coords)
     if not wanted:
         return {}
-    found: dict[tuple[int, int], bytes] = {}
-    for chunk in _chunks(sorted(wanted), 400):
-        rows = session.execute(
-            sa.select(LedgerNodeRow.level, LedgerNodeRow.idx, LedgerNodeRow.hash).where(
-                sa.tuple_(LedgerNodeRow.level, LedgerNodeRow.idx).in_(chunk)
-            )
-        )
-        found.update({(int(level), int(idx)): digest for level, idx, digest in rows})
+    by_level: dict[int, list[int]] = {}
+    for level, idx in wanted:
+        by_level.setdefault(level, []).append(idx)
+    # One primary-key probe per level (`level = ? AND idx IN (?, ...)`), sent with the driver's
+    # own placeholders: this is the hot path of every proof, and building it through SQLAlchemy
+    # expressions cost more than running it. Every value is a bound parameter.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    clauses: list[str] = []
+    params: list[int] = []
+    for level, indices in by_level.items():
+        clauses.append(f"(level = {mark} AND idx IN ({', '.join([mark] * len(indices))}))")
+        params.append(level)
+        params.extend(indices)
+    sql = "SELECT level, idx, hash FROM ledger_nodes WHERE " + " OR ".join(clauses)  # noqa: S608 - placeholders only
+    rows = conn.exec_driver_sql(sql, tuple(params))
+    found = {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
     missing = wanted - found.keys()
     if missing:
         level, idx = min(missing)
@@ -400,11 +410,6 @@ def _nodes(session: Session, coords: Sequence[tuple[int, int]]) -> dict[tuple[in
             details={"index": idx << level},
         )
     return found
-
-
-def _chunks(items: list[tuple[int, int]], size: int) -> Iterable[list[tuple[int, int]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _stream_nodes(session: Session) -> Iterator[tuple[int, int, bytes]]:

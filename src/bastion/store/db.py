@@ -108,6 +108,12 @@ class Database:
             finally:
                 session.rollback()
 
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A plain Core connection for hot read paths (no ORM session); rolled back at the end."""
+        with _translated(), self.engine.connect() as connection:
+            yield connection
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""
         with _translated(), self.engine.begin() as connection:
