@@ -92,7 +92,7 @@ class Platform:
             prepare(database)
             platform = cls._build(settings, clock, database, keystore)
             # Entries a crashed process committed but never sequenced go in now.
-            platform.ledger.sequence_all()
+            platform.ledger.sequence_pending()
             return platform
         except BaseException:
             database.dispose()

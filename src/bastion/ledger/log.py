@@ -115,13 +115,19 @@ class TransparencyLog:
         return self._audit.append(session, event)
 
     def on_commit(self, info: dict[str, Any]) -> None:
-        """Post-commit hook: sequence if the transaction queued entries. Never raises: the
-        caller's change is committed, and a failed run leaves the entries queued."""
+        """Post-commit hook: sequence if the transaction queued entries."""
         if info.get(QUEUED_MARK):
-            try:
-                self.sequence_all()
-            except Exception:  # logged; the next run picks the entries up
-                log.exception("sequencing failed; entries stay queued for the next run")
+            self.sequence_pending()
+
+    def sequence_pending(self) -> None:
+        """Sequence what is queued; never raises. After a commit the caller's change stands,
+        and at start-up the operator must still be able to open Bastion and run
+        `audit verify`: a failed run is logged and leaves the entries queued (verify reports
+        them)."""
+        try:
+            self.sequence_all()
+        except Exception:  # logged; the next run picks the entries up
+            log.exception("sequencing failed; entries stay queued for the next run")
 
     def sequence_all(self) -> SignedCheckpoint | None:
         """Sequence until nothing is queued; the last checkpoint signed, if any."""
@@ -226,13 +232,12 @@ class TransparencyLog:
         """RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` entries."""
         if not 0 <= index < tree_size:
             raise MalformedProofError(f"need 0 <= index < tree_size (got {index}, {tree_size})")
+        plan = [merkle.perfect_subtrees(b, e) for b, e in merkle.inclusion_ranges(index, tree_size)]
+        root_plan = merkle.perfect_subtrees(0, tree_size)
         with self._db.connect() as conn:
-            _check_size(conn, tree_size)
-            plan = [
-                merkle.perfect_subtrees(b, e) for b, e in merkle.inclusion_ranges(index, tree_size)
-            ]
-            root_plan = merkle.perfect_subtrees(0, tree_size)
-            nodes = _nodes(conn, [c for p in plan for c in p] + root_plan + [(0, index)])
+            nodes = _nodes_and_size(
+                conn, [c for p in plan for c in p] + root_plan + [(0, index)], tree_size=tree_size
+            )
         return InclusionProof(
             index=index,
             tree_size=tree_size,
@@ -245,14 +250,13 @@ class TransparencyLog:
         """RFC 9162 consistency proof that the tree of `second` entries extends `first`."""
         if not 0 <= first <= second:
             raise MalformedProofError(f"need 0 <= first <= second (got {first}, {second})")
+        plan = [merkle.perfect_subtrees(b, e) for b, e in merkle.consistency_ranges(first, second)]
+        first_plan = merkle.perfect_subtrees(0, first)
+        second_plan = merkle.perfect_subtrees(0, second)
         with self._db.connect() as conn:
-            _check_size(conn, second)
-            plan = [
-                merkle.perfect_subtrees(b, e) for b, e in merkle.consistency_ranges(first, second)
-            ]
-            first_plan = merkle.perfect_subtrees(0, first)
-            second_plan = merkle.perfect_subtrees(0, second)
-            nodes = _nodes(conn, [c for p in plan for c in p] + first_plan + second_plan)
+            nodes = _nodes_and_size(
+                conn, [c for p in plan for c in p] + first_plan + second_plan, tree_size=second
+            )
         return ConsistencyProof(
             first=first,
             second=second,
@@ -286,8 +290,11 @@ class TransparencyLog:
                 execution_options={"yield_per": 2000},
             )
             for index, body, stored_leaf in entries:
+                # Whatever the database hands back is evidence, not trusted input: a body that
+                # was rewritten as text must fail as an edit, not crash the verifier.
+                raw = body if isinstance(body, bytes) else str(body).encode()
                 # The query excludes NULL indices; cast for the type checker only.
-                for level, idx, digest in replay.leaf(cast(int, index), body, stored_leaf):
+                for level, idx, digest in replay.leaf(cast(int, index), raw, stored_leaf):
                     _check_node(next(stored_nodes, None), level, idx, digest)
                     nodes_checked += 1
                 while pending is not None and pending.size == replay.size:
@@ -383,8 +390,19 @@ def _root(conn: sa.Connection, tree_size: int) -> bytes:
 
 def _nodes(conn: sa.Connection, coords: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     """Fetch stored nodes in one query; a missing one means the store was tampered with."""
+    return _nodes_and_size(conn, coords, tree_size=None)
+
+
+def _nodes_and_size(
+    conn: sa.Connection, coords: Sequence[tuple[int, int]], *, tree_size: int | None
+) -> dict[tuple[int, int], bytes]:
+    """`_nodes`, and when `tree_size` is given, check it against the log's size in the same
+    statement (one round trip on the proof path). Raises `MalformedProofError` for a tree
+    larger than the log, `TamperError` for a missing node."""
     wanted = set(coords)
     if not wanted:
+        if tree_size is not None:
+            _check_size(conn, tree_size)
         return {}
     by_level: dict[int, list[int]] = {}
     for level, idx in wanted:
@@ -399,9 +417,22 @@ def _nodes(conn: sa.Connection, coords: Sequence[tuple[int, int]]) -> dict[tuple
         clauses.append(f"(level = {mark} AND idx IN ({', '.join([mark] * len(indices))}))")
         params.append(level)
         params.extend(indices)
-    sql = "SELECT level, idx, hash FROM ledger_nodes WHERE " + " OR ".join(clauses)  # noqa: S608 - placeholders only
-    rows = conn.exec_driver_sql(sql, tuple(params))
-    found = {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
+    head = "SELECT level, idx, hash, (SELECT max(leaf_index) FROM ledger_entries) FROM "
+    sql = head + "ledger_nodes WHERE " + " OR ".join(clauses)
+    found: dict[tuple[int, int], bytes] = {}
+    top: int | None = None
+    for level, idx, digest, largest in conn.exec_driver_sql(sql, tuple(params)):
+        found[(int(level), int(idx))] = bytes(digest)
+        top = largest
+    if tree_size is not None:
+        size = 0 if top is None else int(top) + 1
+        if not found:  # no row carried the size: ask for it
+            size = _size(conn)
+        if tree_size > size:
+            raise MalformedProofError(
+                f"tree size {tree_size} is beyond the log's {size} entries",
+                details={"size": size},
+            )
     missing = wanted - found.keys()
     if missing:
         level, idx = min(missing)
