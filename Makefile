@@ -35,6 +35,7 @@ fmt: install
 
 bench: install
 	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/ledger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

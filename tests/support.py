@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from bastion.identity import IssuedToken, Principal
 
@@ -25,3 +33,39 @@ class Actor:
 
 
 MakeActor = Callable[..., Actor]
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+BIN = shutil.which("bastion", path=str(Path(sys.executable).parent)) or str(
+    Path(sys.executable).parent / "bastion"
+)
+TOKEN_LINE = re.compile(r"^bst_[0-9A-Za-z]{72}$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def token(self) -> str:
+        """The one token line on stdout."""
+        lines = [line for line in self.out.splitlines() if line.startswith("bst_")]
+        assert len(lines) == 1, self.out
+        assert TOKEN_LINE.match(lines[0]), lines[0]
+        return lines[0]
+
+
+def _check(result: Result) -> Result:
+    # Whatever happened, no token (nor anything shaped like one) is ever written to stderr.
+    assert "bst_" not in result.err, result.err
+    return result
+
+
+def new_master_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()

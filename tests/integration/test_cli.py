@@ -8,106 +8,14 @@ Both go through the one wrapper that maps errors to exit codes.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import re
 import secrets
-import shutil
 import stat
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bastion.cli import main
-
-BIN = shutil.which("bastion", path=str(Path(sys.executable).parent)) or str(
-    Path(sys.executable).parent / "bastion"
-)
-TOKEN_LINE = re.compile(r"^bst_[0-9A-Za-z]{72}$")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def token(self) -> str:
-        """The one token line on stdout."""
-        lines = [line for line in self.out.splitlines() if line.startswith("bst_")]
-        assert len(lines) == 1, self.out
-        assert TOKEN_LINE.match(lines[0]), lines[0]
-        return lines[0]
-
-
-def _check(result: Result) -> Result:
-    # Whatever happened, no token (nor anything shaped like one) is ever written to stderr.
-    assert "bst_" not in result.err, result.err
-    return result
-
-
-def new_master_key() -> str:
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("BASTION_HOME", str(path))
-    monkeypatch.delenv("BASTION_TOKEN", raising=False)
-    return path
-
-
-@pytest.fixture
-def proc(home: Path) -> Any:
-    def run(*args: str, token: str | None = None, **env: str) -> Result:
-        full_env = {**os.environ, "NO_COLOR": "1", **env}
-        full_env.pop("BASTION_TOKEN", None)
-        if token is not None:
-            full_env["BASTION_TOKEN"] = token
-        done = subprocess.run(
-            [BIN, *args], env=full_env, capture_output=True, text=True, timeout=60, check=False
-        )
-        return _check(Result(done.returncode, done.stdout, done.stderr))
-
-    return run
-
-
-@pytest.fixture
-def cli(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*args: str, token: str | None = None) -> Result:
-        capsys.readouterr()
-        with monkeypatch.context() as patch:
-            patch.setattr(sys, "argv", ["bastion", *args])
-            if token is None:
-                patch.delenv("BASTION_TOKEN", raising=False)
-            else:
-                patch.setenv("BASTION_TOKEN", token)
-            try:
-                main()
-                code = 0
-            except SystemExit as done:
-                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        captured = capsys.readouterr()
-        return _check(Result(code, _ANSI.sub("", captured.out), _ANSI.sub("", captured.err)))
-
-    return run
-
-
-@pytest.fixture
-def admin_token(cli: Any) -> str:
-    result = cli("init")
-    assert result.code == 0, result.err
-    return str(result.token())
+from support import TOKEN_LINE, new_master_key
 
 
 def _names(cli: Any, token: str) -> dict[str, dict[str, Any]]:
