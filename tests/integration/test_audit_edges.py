@@ -131,6 +131,9 @@ def test_cli_verify_catches_database_edits(
     assert tampered.code == 6
     assert "entry 1" in tampered.err
     assert "ledger.tampered" in tampered.err
+    assert "index: 1" in tampered.err  # the first bad index, then expected and computed
+    assert "expected: " in tampered.err
+    assert "computed: " in tampered.err
 
 
 def test_cli_audit_needs_audit_read(cli: Any, admin_token: str) -> None:

@@ -88,6 +88,8 @@ def main() -> None:
 
 def _fail(error: BastionError) -> NoReturn:
     err.print(f"[bold red]error[/] {escape(f'[{error.code}]: {error.message}')}", highlight=False)
+    for key, value in error.details.items():  # details are non-secret by contract
+        err.print(f"  {key}: {escape(str(value))}", highlight=False)
     sys.exit(EXIT_CODES[error.kind])
 
 

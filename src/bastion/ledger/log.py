@@ -410,13 +410,19 @@ def _nodes_and_size(
     # One primary-key probe per level (`level = ? AND idx IN (?, ...)`), sent with the driver's
     # own placeholders: this is the hot path of every proof, and building it through SQLAlchemy
     # expressions cost more than running it. Every value is a bound parameter.
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     clauses: list[str] = []
-    params: list[int] = []
-    for level, indices in by_level.items():
-        clauses.append(f"(level = {mark} AND idx IN ({', '.join([mark] * len(indices))}))")
-        params.append(level)
-        params.extend(indices)
+    params: list[Any] = []
+    if conn.dialect.name == "postgresql":
+        # `= ANY(array)` keeps the text the same for every proof of a given depth, so
+        # psycopg's automatic prepared statements skip planning after a few calls.
+        for level, indices in sorted(by_level.items()):
+            clauses.append("(level = %s AND idx = ANY(%s))")
+            params.extend((level, indices))
+    else:
+        for level, indices in sorted(by_level.items()):
+            clauses.append(f"(level = ? AND idx IN ({', '.join('?' * len(indices))}))")
+            params.append(level)
+            params.extend(indices)
     head = "SELECT level, idx, hash, (SELECT max(leaf_index) FROM ledger_entries) FROM "
     sql = head + "ledger_nodes WHERE " + " OR ".join(clauses)
     found: dict[tuple[int, int], bytes] = {}
