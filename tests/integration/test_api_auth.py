@@ -300,13 +300,12 @@ def test_segregation_and_last_admin(
         ).status_code
         == 200
     )
-    third = make_actor("helper", Role.AUDITOR)
+    make_actor("helper", Role.AUDITOR)
     _error(
         client.put("/v1/auth/principals/helper/roles", headers=admin.headers, json={"roles": []}),
         403,
         "auth.denied",
     )  # root-admin lost admin at once
-    assert third.principal.name == "helper"
 
 
 def test_last_admin_cannot_be_disabled(
@@ -377,7 +376,8 @@ def test_audit_trail_has_no_secrets(client: TestClient, admin: Actor) -> None:
     for event in events:
         assert issued["token"] not in event["body"]
         assert admin.token not in event["body"]
-        assert issued["token"][4:30] not in event["body"] or "tok_" in event["body"]
+        # The id part may appear (as tok_...); the secret part never does.
+        assert issued["token"][30:70] not in event["body"]
 
 
 def test_second_replica_sees_revocation(

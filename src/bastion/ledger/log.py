@@ -42,6 +42,7 @@ log = logging.getLogger("bastion.ledger")
 _PG_SEQUENCER_LOCK = 0x4253_544E_4C4F_47
 MAX_PAGE = 1000
 _MAX_INDEX = sa.text("SELECT max(leaf_index) FROM ledger_entries")
+_QUEUED = sa.text("SELECT count(*) FROM ledger_entries WHERE leaf_index IS NULL")
 
 
 @dataclass(frozen=True)
@@ -181,15 +182,9 @@ class TransparencyLog:
             return _size(conn)
 
     def queued(self) -> int:
-        with self._db.read() as session:
-            return int(
-                session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(LedgerEntryRow)
-                    .where(LedgerEntryRow.leaf_index.is_(None))
-                )
-                or 0
-            )
+        """Entries committed but not yet sequenced."""
+        with self._db.connect() as conn:
+            return _queued(conn)
 
     def latest_checkpoint(self) -> SignedCheckpoint:
         """The newest signed checkpoint. `NotFound` (`ledger.empty`) before the first entry."""
@@ -221,12 +216,6 @@ class TransparencyLog:
                 .order_by(LedgerEntryRow.leaf_index)
             ).all()
         return [LogEntry(int(i), b, h) for i, b, h in rows if i is not None and h is not None]
-
-    def root_at(self, tree_size: int) -> bytes:
-        """The root over the first `tree_size` entries, from O(log n) stored nodes."""
-        with self._db.connect() as conn:
-            _check_size(conn, tree_size)
-            return _root(conn, tree_size)
 
     def inclusion_proof(self, index: int, tree_size: int) -> InclusionProof:
         """RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` entries."""
@@ -320,14 +309,7 @@ class TransparencyLog:
                     "signed checkpoint (they were added behind the log's back)",
                     details={"index": max(replay.last_checkpoint, 0)},
                 )
-            queued = int(
-                session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(LedgerEntryRow)
-                    .where(LedgerEntryRow.leaf_index.is_(None))
-                )
-                or 0
-            )
+            queued = _queued(session.connection())
             if trusted_checkpoint is not None:
                 check_trusted(
                     lambda n: _root(session.connection(), n),
@@ -371,6 +353,10 @@ class TransparencyLog:
 def _size(conn: sa.Connection) -> int:
     top = conn.execute(_MAX_INDEX).scalar()
     return 0 if top is None else int(top) + 1
+
+
+def _queued(conn: sa.Connection) -> int:
+    return int(conn.execute(_QUEUED).scalar() or 0)
 
 
 def _check_size(conn: sa.Connection, tree_size: int) -> None:

@@ -13,7 +13,7 @@ Imports only `bastion.ledger.merkle`, `.note` and `.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -121,7 +121,11 @@ class LogReplay:
 
 
 def check_trusted(
-    replay_root_at: Any, current_size: int, trusted_note: str, verifier: NoteVerifier, origin: str
+    replay_root_at: Callable[[int], bytes],
+    current_size: int,
+    trusted_note: str,
+    verifier: NoteVerifier,
+    origin: str,
 ) -> Checkpoint:
     """A checkpoint the client saved earlier must still hold: the log may only have grown.
 
