@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 import bastion
+from bastion.cli import scan as scan_cli
+from bastion.cli import signature as signature_cli
 from bastion.core.errors import BastionError, ConfigError, ErrorKind, InvalidInput
 from bastion.core.settings import Settings
 from bastion.identity import Caller, Permission, Principal, TokenInfo
@@ -39,6 +41,8 @@ audit_app = typer.Typer(
 app.add_typer(principal_app, name="principal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+scan_cli.register(app)
+signature_cli.register(app)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

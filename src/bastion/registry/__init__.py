@@ -1,0 +1,1 @@
+"""The registry: datasets, models, versions, artifacts, lineage (being written)."""

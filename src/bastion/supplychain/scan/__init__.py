@@ -1,0 +1,1 @@
+"""Static, allow-list artifact scanning (placeholder: being written)."""
