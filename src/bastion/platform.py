@@ -25,20 +25,25 @@ from bastion.crypto.masterkey import ensure_private_dir, resolve_master_key
 from bastion.identity import (
     AccessCounters,
     Authorizer,
+    Caller,
     IssuedToken,
     KeyAdmin,
     Principal,
     PrincipalService,
+    Role,
     TokenService,
 )
 from bastion.ledger import AuditLog, TransparencyLog
 from bastion.ledger.note import signer_from_seed
+from bastion.registry import DatasetService, ModelService, SignatureService, Staging
 from bastion.store.blobs import open_blob_store
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
+from bastion.supplychain.scan import AllowList
 
 LEDGER_KEY = "ledger-signing-key"
 TOKEN_PEPPER = "api-token-pepper"  # noqa: S105 - the key's name in the key store
+MODEL_SIGNING_KEY = "model-signing-key"
 
 
 @dataclass
@@ -56,6 +61,10 @@ class Platform:
     principals: PrincipalService
     keys: KeyAdmin
     ledger: TransparencyLog
+    staging: Staging
+    datasets: DatasetService
+    models: ModelService
+    signatures: SignatureService
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -76,7 +85,13 @@ class Platform:
         ensure_private_dir(settings.home)
         master = resolve_master_key(settings, create=True)
         keystore = LocalKeyStore.create(settings.keys_dir, master, clock=clock)
-        return cls._wire(settings, clock, keystore, prepare=Database.migrate)
+        platform = cls._wire(settings, clock, keystore, prepare=Database.migrate)
+        try:
+            platform.signatures.ensure_platform_key(Caller.system("init", [Role.ADMIN]))
+        except BaseException:
+            platform.close()
+            raise
+        return platform
 
     @classmethod
     def _wire(
@@ -93,6 +108,8 @@ class Platform:
             platform = cls._build(settings, clock, database, keystore)
             # Entries a crashed process committed but never sequenced go in now.
             platform.ledger.sequence_pending()
+            # Staged plaintext of uploads that expired or were cut off goes now.
+            platform.staging.sweep()
             return platform
         except BaseException:
             database.dispose()
@@ -122,13 +139,33 @@ class Platform:
         principals = PrincipalService(
             database=database, audit=audit, authorizer=authorizer, tokens=tokens, clock=clock
         )
+        blobs = SealedBlobStore(open_blob_store(settings.resolved_blob_url), cipher, keystore)
+        staging = Staging(
+            database=database,
+            authorizer=authorizer,
+            clock=clock,
+            root=settings.staging_dir,
+            max_bytes=settings.max_artifact_bytes,
+            max_files=settings.max_artifact_files,
+            ttl=timedelta(seconds=settings.upload_ttl_seconds),
+        )
+        models = ModelService(
+            database=database,
+            audit=audit,
+            authorizer=authorizer,
+            blobs=blobs,
+            staging=staging,
+            clock=clock,
+            allowlist=AllowList.load(settings.scan_allowlist),
+            scratch=settings.home / "scratch",
+        )
         return cls(
             settings=settings,
             clock=clock,
             database=database,
             keystore=keystore,
             cipher=cipher,
-            blobs=SealedBlobStore(open_blob_store(settings.resolved_blob_url), cipher, keystore),
+            blobs=blobs,
             audit=audit,
             access_counters=counters,
             authorizer=authorizer,
@@ -136,6 +173,25 @@ class Platform:
             principals=principals,
             keys=KeyAdmin(keystore=keystore, database=database, audit=audit, authorizer=authorizer),
             ledger=ledger,
+            staging=staging,
+            datasets=DatasetService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                blobs=blobs,
+                staging=staging,
+                clock=clock,
+                max_bytes=settings.max_dataset_bytes,
+            ),
+            models=models,
+            signatures=SignatureService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                models=models,
+                clock=clock,
+                signing_seed=keystore.named_key(MODEL_SIGNING_KEY),
+            ),
         )
 
     def bootstrap_admin(self, name: str = "admin") -> tuple[Principal, IssuedToken]:

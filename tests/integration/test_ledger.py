@@ -55,6 +55,7 @@ def test_every_change_is_sequenced_and_checkpointed(
     size = platform.ledger.size()
     types = [json.loads(e.body)["type"] for e in platform.ledger.entries(0, size)]
     assert types == [
+        "registry.signer_key.added",  # the platform's model-signing key (init)
         "identity.principal.created",  # root-admin (bootstrap)
         "identity.token.created",
         "identity.principal.created",  # alice
@@ -92,9 +93,10 @@ def test_proofs_from_stored_nodes_match_the_reference(platform: Platform) -> Non
 
 
 def test_verify_intact_and_bundle_round_trip(platform: Platform, tmp_path: Path) -> None:
+    base = platform.ledger.size()  # what initialisation recorded
     _append(platform, 30)
     report = platform.ledger.verify()
-    assert report.size == platform.ledger.size() == 30
+    assert report.size == platform.ledger.size() == base + 30
     assert report.checkpoints == len(platform.ledger.checkpoints())
     assert report.nodes >= report.size
     out = io.StringIO()
@@ -104,7 +106,9 @@ def test_verify_intact_and_bundle_round_trip(platform: Platform, tmp_path: Path)
     assert verify_bundle(bundle, verifier).root == report.root
     # Edited bundle entry, dropped entry, and the wrong key all fail.
     edited = json.loads(out.getvalue())
-    edited["entries"][5]["body"] = edited["entries"][5]["body"].replace("thing:5", "thing:X")
+    body = edited["entries"][base + 5]["body"]
+    assert "thing:5" in body
+    edited["entries"][base + 5]["body"] = body.replace("thing:5", "thing:X")
     with pytest.raises(TamperError):
         verify_bundle(edited, verifier)
     dropped = json.loads(out.getvalue())
@@ -185,10 +189,11 @@ def test_tampering_is_detected(platform: Platform, attack: str, first_bad: int |
 
 
 def test_rollback_is_caught_with_a_trusted_checkpoint(platform: Platform) -> None:
+    base = platform.ledger.size()
     _append(platform, 10)
     trusted = platform.ledger.latest_checkpoint().note
     _append(platform, 3)
-    assert platform.ledger.verify(trusted_checkpoint=trusted).size == 13
+    assert platform.ledger.verify(trusted_checkpoint=trusted).size == base + 13
     # Roll the whole log back to 6 entries, consistently (entries, nodes, checkpoints).
     _sql(platform, "DELETE FROM ledger_entries WHERE leaf_index >= 6")
     _sql(platform, "DELETE FROM ledger_nodes WHERE ((idx + 1) << level) > 6")
@@ -209,6 +214,7 @@ def test_concurrent_writers_get_gap_free_indices(platform: Platform) -> None:
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
+    base = platform.ledger.size()
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
     for t in threads:
         t.start()
@@ -216,16 +222,17 @@ def test_concurrent_writers_get_gap_free_indices(platform: Platform) -> None:
         t.join()
     assert not errors
     platform.ledger.sequence_all()
-    assert platform.ledger.size() == 200
-    entries = platform.ledger.entries(0, 200)
-    assert [e.index for e in entries] == list(range(200))
+    assert platform.ledger.size() == base + 200
+    entries = platform.ledger.entries(0, base + 200)
+    assert [e.index for e in entries] == list(range(base + 200))
     per_writer: dict[str, list[int]] = {}
-    for e in entries:
+    for e in entries[base:]:
         body = json.loads(e.body)
         per_writer.setdefault(body["actor"], []).append(body["data"]["i"])
     # Each writer's entries appear in the order it committed them.
+    assert len(per_writer) == 8
     assert all(seq == list(range(25)) for seq in per_writer.values())
-    assert platform.ledger.verify().size == 200
+    assert platform.ledger.verify().size == base + 200
 
 
 WRITER = textwrap.dedent(

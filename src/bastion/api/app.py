@@ -10,7 +10,7 @@ import bastion
 from bastion.api.deps import PERMISSION_KEY
 from bastion.api.errors import install_error_handlers
 from bastion.api.middleware import EdgeMiddleware
-from bastion.api.routes import audit, auth, health, keys
+from bastion.api.routes import audit, auth, health, keys, registry
 from bastion.platform import Platform
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
@@ -30,9 +30,14 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(audit.router)
     app.include_router(keys.router)
+    app.include_router(registry.router)
     _document_security(app)
     _check_routes(app)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=platform.settings.max_request_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=platform.settings.max_request_bytes,
+        large_bodies={"/v1/uploads/": platform.settings.max_artifact_bytes},
+    )
     return app
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,9 +26,26 @@ _HEADERS = [
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        large_bodies: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # PUT requests under these path prefixes (artifact uploads) stream to disk and may be
+        # as large as the given limit; the service enforces its own cumulative limits too.
+        self.large_bodies = dict(large_bodies or {})
+
+    def _limit(self, scope: Scope) -> int:
+        if scope.get("method") == "PUT":
+            path = str(scope.get("path", ""))
+            for prefix, limit in self.large_bodies.items():
+                if path.startswith(prefix):
+                    return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,7 +55,7 @@ class EdgeMiddleware:
         presented = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = presented if _REQUEST_ID.match(presented) else new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
-        limit = self.max_body_bytes
+        limit = self._limit(scope)
 
         declared = headers.get(b"content-length")
         if declared is not None:

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 import bastion
+from bastion.cli import registry as registry_cli
 from bastion.cli import scan as scan_cli
 from bastion.cli import signature as signature_cli
-from bastion.core.errors import BastionError, ConfigError, ErrorKind, InvalidInput
+from bastion.cli.common import (
+    JsonFlag,
+    TokenFile,
+    caller_of,
+    err,
+    fail,
+    new_table,
+    open_platform,
+    out,
+    parse_duration,
+    print_json,
+)
+from bastion.core.errors import BastionError, ConfigError, InvalidInput
 from bastion.core.settings import Settings
-from bastion.identity import Caller, Permission, Principal, TokenInfo
+from bastion.identity import Permission, Principal, TokenInfo
 from bastion.platform import Platform
 
 app = typer.Typer(
@@ -42,40 +47,19 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 scan_cli.register(app)
+registry_cli.register(app)
 signature_cli.register(app)
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT_CODES: dict[ErrorKind, int] = {
-    ErrorKind.INVALID: 2,
-    ErrorKind.TOO_LARGE: 2,
-    ErrorKind.UNAUTHENTICATED: 3,
-    ErrorKind.DENIED: 3,
-    ErrorKind.RATE_LIMITED: 3,
-    ErrorKind.NOT_FOUND: 4,
-    ErrorKind.CONFLICT: 5,
-    ErrorKind.INTEGRITY: 6,
-    ErrorKind.UNAVAILABLE: 7,
-    ErrorKind.INTERNAL: 1,
-}
-
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-TokenFile = Annotated[
-    Path | None,
-    typer.Option("--token-file", help="File holding the API token (default: $BASTION_TOKEN)."),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def main() -> None:
     """Entry point: run the CLI, turning every `BastionError` into a message and exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns (not raises) a `typer.Exit`'s code.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except BastionError as error:
-        _fail(error)
+        fail(error)
     except typer.Abort:
         err.print("aborted")
         sys.exit(1)
@@ -88,51 +72,6 @@ def main() -> None:
             error.show()
             sys.exit(error.exit_code)
         raise
-
-
-def _fail(error: BastionError) -> NoReturn:
-    err.print(f"[bold red]error[/] {escape(f'[{error.code}]: {error.message}')}", highlight=False)
-    for key, value in error.details.items():  # details are non-secret by contract
-        err.print(f"  {key}: {escape(str(value))}", highlight=False)
-    sys.exit(EXIT_CODES[error.kind])
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90`, `30s`, `15m`, `8h`, `7d` → timedelta; `InvalidInput` otherwise."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise InvalidInput(
-            f"bad duration {text!r}: use e.g. 90s, 15m, 8h, 7d", code="input.invalid"
-        )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-
-
-@contextmanager
-def _platform() -> Iterator[Platform]:
-    with Platform.from_settings(Settings.from_env()) as platform:
-        yield platform
-
-
-def _caller(platform: Platform, token_file: Path | None) -> Caller:
-    if token_file is not None:
-        try:
-            raw = token_file.read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"cannot read token file {token_file}: {error.strerror}") from error
-    else:
-        raw = os.environ.get("BASTION_TOKEN", "").strip()
-    return platform.tokens.authenticate(raw or None)
-
-
-def _table(*columns: str) -> Table:
-    table = Table()
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
-def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
 
 
 # -- init and server ----------------------------------------------------------------------------
@@ -218,7 +157,7 @@ def _token_dict(info: TokenInfo, platform: Platform) -> dict[str, Any]:
 
 def _print_issued(platform: Platform, issued: Any, as_json: bool) -> None:
     if as_json:
-        _print_json({"token": issued.secret, "info": _token_dict(issued.info, platform)})
+        print_json({"token": issued.secret, "info": _token_dict(issued.info, platform)})
         return
     err.print(
         f"Token {issued.info.id} for {issued.info.principal_id}, roles "
@@ -243,8 +182,8 @@ def token_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a token; the secret is printed once."""
-    with _platform() as platform:
-        caller = _caller(platform, token_file)
+    with open_platform() as platform:
+        caller = caller_of(platform, token_file)
         target = platform.principals.get(caller, for_principal).id if for_principal else None
         issued = platform.tokens.create(
             caller,
@@ -266,8 +205,8 @@ def token_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List token metadata (never secrets)."""
-    with _platform() as platform:
-        caller = _caller(platform, token_file)
+    with open_platform() as platform:
+        caller = caller_of(platform, token_file)
         target = platform.principals.get(caller, principal).id if principal else None
         infos = platform.tokens.list(
             caller,
@@ -277,9 +216,9 @@ def token_list(
         )
         rows = [_token_dict(i, platform) for i in infos]
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
-        table = _table("id", "principal", "name", "roles", "resources", "expires", "state")
+        table = new_table("id", "principal", "name", "roles", "resources", "expires", "state")
         for r in rows:
             table.add_row(
                 r["id"],
@@ -296,8 +235,8 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(token_id: str, token_file: TokenFile = None) -> None:
     """Revoke a token at once."""
-    with _platform() as platform:
-        info = platform.tokens.revoke(_caller(platform, token_file), token_id)
+    with open_platform() as platform:
+        info = platform.tokens.revoke(caller_of(platform, token_file), token_id)
         out.print(f"Revoked {info.id}.")
 
 
@@ -311,9 +250,9 @@ def token_rotate(
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a successor token; the old one expires after the grace period."""
-    with _platform() as platform:
+    with open_platform() as platform:
         issued = platform.tokens.rotate(
-            _caller(platform, token_file),
+            caller_of(platform, token_file),
             token_id,
             grace=parse_duration(grace) if grace else None,
         )
@@ -344,16 +283,16 @@ def principal_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a user or service account."""
-    with _platform() as platform:
+    with open_platform() as platform:
         p = platform.principals.add(
-            _caller(platform, token_file),
+            caller_of(platform, token_file),
             name=name,
             kind=kind,
             roles=role or (),
             description=description,
         )
         if as_json:
-            _print_json(_principal_dict(p))
+            print_json(_principal_dict(p))
         else:
             roles = ", ".join(p.roles) or "none"
             out.print(f"Added {p.kind.value} {p.name} ({p.id}) with roles: {roles}.")
@@ -362,12 +301,14 @@ def principal_add(
 @principal_app.command("list")
 def principal_list(token_file: TokenFile = None, as_json: JsonFlag = False) -> None:
     """List principals and their roles."""
-    with _platform() as platform:
-        rows = [_principal_dict(p) for p in platform.principals.list(_caller(platform, token_file))]
+    with open_platform() as platform:
+        rows = [
+            _principal_dict(p) for p in platform.principals.list(caller_of(platform, token_file))
+        ]
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
-        table = _table("id", "name", "kind", "roles", "disabled")
+        table = new_table("id", "name", "kind", "roles", "disabled")
         for r in rows:
             table.add_row(r["id"], r["name"], r["kind"], ",".join(r["roles"]), str(r["disabled"]))
         out.print(table)
@@ -376,16 +317,16 @@ def principal_list(token_file: TokenFile = None, as_json: JsonFlag = False) -> N
 @principal_app.command("disable")
 def principal_disable(name: str, token_file: TokenFile = None) -> None:
     """Disable a principal: every one of its tokens stops working at once."""
-    with _platform() as platform:
-        p = platform.principals.set_disabled(_caller(platform, token_file), name, disabled=True)
+    with open_platform() as platform:
+        p = platform.principals.set_disabled(caller_of(platform, token_file), name, disabled=True)
         out.print(f"Disabled {p.name}.")
 
 
 @principal_app.command("enable")
 def principal_enable(name: str, token_file: TokenFile = None) -> None:
     """Re-enable a disabled principal."""
-    with _platform() as platform:
-        p = platform.principals.set_disabled(_caller(platform, token_file), name, disabled=False)
+    with open_platform() as platform:
+        p = platform.principals.set_disabled(caller_of(platform, token_file), name, disabled=False)
         out.print(f"Enabled {p.name}.")
 
 
@@ -396,8 +337,8 @@ def principal_roles(
     token_file: TokenFile = None,
 ) -> None:
     """Replace a principal's roles (not your own)."""
-    with _platform() as platform:
-        p = platform.principals.set_roles(_caller(platform, token_file), name, role)
+    with open_platform() as platform:
+        p = platform.principals.set_roles(caller_of(platform, token_file), name, role)
         out.print(f"{p.name} now has roles: {', '.join(p.roles) or 'none'}.")
 
 
@@ -407,10 +348,10 @@ def principal_roles(
 @keys_app.command("status")
 def keys_status(token_file: TokenFile = None, as_json: JsonFlag = False) -> None:
     """Show the active key-encryption key and how many data keys it wraps."""
-    with _platform() as platform:
-        status = platform.keys.status(_caller(platform, token_file))
+    with open_platform() as platform:
+        status = platform.keys.status(caller_of(platform, token_file))
         if as_json:
-            _print_json({"active_kek_id": status.active_kek_id, "data_keys": status.data_keys})
+            print_json({"active_kek_id": status.active_kek_id, "data_keys": status.data_keys})
         else:
             out.print(f"Active KEK {status.active_kek_id}, wrapping {status.data_keys} data keys.")
 
@@ -418,8 +359,8 @@ def keys_status(token_file: TokenFile = None, as_json: JsonFlag = False) -> None
 @keys_app.command("rotate")
 def keys_rotate(token_file: TokenFile = None) -> None:
     """Re-wrap every data key under a new KEK and destroy the old KEK."""
-    with _platform() as platform:
-        report = platform.keys.rotate(_caller(platform, token_file))
+    with open_platform() as platform:
+        report = platform.keys.rotate(caller_of(platform, token_file))
         out.print(
             f"New KEK {report.new_kek_id}; re-wrapped {report.rewrapped_data_keys} data keys "
             f"and {report.rewrapped_named_keys} named keys; destroyed "
@@ -471,8 +412,8 @@ def audit_verify(
         if trusted_checkpoint is not None:
             raise InvalidInput("--trusted-checkpoint applies to the live log, not a bundle")
     else:
-        with _platform() as platform:
-            platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+        with open_platform() as platform:
+            platform.authorizer.authorize(caller_of(platform, token_file), Permission.AUDIT_READ)
             report = platform.ledger.verify(
                 trusted_checkpoint=_read_text(trusted_checkpoint, "checkpoint")
                 if trusted_checkpoint
@@ -487,7 +428,7 @@ def audit_verify(
         "queued": report.queued,
     }
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(
             f"Log intact: {report.size} entries, root {report.root.hex()}, "
@@ -503,8 +444,8 @@ def audit_export(
     token_file: TokenFile = None,
 ) -> None:
     """Write every entry, every signed checkpoint and the log's key to a bundle file."""
-    with _platform() as platform:
-        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+    with open_platform() as platform:
+        platform.authorizer.authorize(caller_of(platform, token_file), Permission.AUDIT_READ)
         try:
             with out_path.open("w", encoding="utf-8") as handle:
                 platform.ledger.export(handle)
@@ -523,12 +464,12 @@ def audit_proof(
     tree_size: Annotated[int | None, typer.Option(help="Default: the newest checkpoint.")] = None,
 ) -> None:
     """Print an inclusion proof of entry INDEX against the newest (or a given) checkpoint."""
-    with _platform() as platform:
-        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+    with open_platform() as platform:
+        platform.authorizer.authorize(caller_of(platform, token_file), Permission.AUDIT_READ)
         latest = platform.ledger.latest_checkpoint()
         proof = platform.ledger.inclusion_proof(index, tree_size or latest.size)
         proof.verify()
-        _print_json(
+        print_json(
             {
                 "index": proof.index,
                 "tree_size": proof.tree_size,
@@ -543,14 +484,14 @@ def audit_proof(
 @audit_app.command("checkpoint")
 def audit_checkpoint(token_file: TokenFile = None) -> None:
     """Print the newest signed checkpoint (save it to check for rollbacks later)."""
-    with _platform() as platform:
-        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+    with open_platform() as platform:
+        platform.authorizer.authorize(caller_of(platform, token_file), Permission.AUDIT_READ)
         print(platform.ledger.latest_checkpoint().note, end="")
 
 
 @audit_app.command("pubkey")
 def audit_pubkey(token_file: TokenFile = None) -> None:
     """Print the log's verifier key (signed-note format) for offline verification."""
-    with _platform() as platform:
-        platform.authorizer.authorize(_caller(platform, token_file), Permission.AUDIT_READ)
+    with open_platform() as platform:
+        platform.authorizer.authorize(caller_of(platform, token_file), Permission.AUDIT_READ)
         print(platform.ledger.verifier_key())

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         default=2.0, ge=0, le=60, description="How long a verified token is trusted from memory"
     )
+    max_artifact_bytes: int = Field(
+        default=8 * 1024 * MiB, gt=0, description="Largest model artifact (all files together)"
+    )
+    max_artifact_files: int = Field(default=10_000, gt=0, description="Most files per version")
+    max_dataset_bytes: int = Field(
+        default=4 * 1024 * MiB, gt=0, description="Largest dataset file stored by the registry"
+    )
+    upload_ttl_seconds: int = Field(
+        default=24 * 3600, gt=0, description="How long a staged, uncommitted upload is kept"
+    )
+    scan_allowlist: Path | None = Field(
+        default=None,
+        description="Operator allow-list file merged over the packaged scanner allow-list",
+    )
 
     @field_validator("home")
     @classmethod
@@ -115,6 +129,11 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Private directory for uploads in flight (plaintext until sealed; swept on open)."""
+        return self.home / "staging"
 
     @property
     def listen_host(self) -> str:

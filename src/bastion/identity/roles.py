@@ -43,6 +43,9 @@ class Permission(StrEnum):
     PRIVACY_MANAGE = "privacy.manage"
     MODEL_READ = "model.read"
     MODEL_WRITE = "model.write"
+    MODEL_SIGN = "model.sign"
+    ARTIFACT_UPLOAD = "artifact.upload"
+    ARTIFACT_READ = "artifact.read"  # fetch model bytes: counted and logged (model theft)
     APPROVAL_GRANT = "approval.grant"
     POLICY_READ = "policy.read"
     POLICY_MANAGE = "policy.manage"
@@ -81,6 +84,7 @@ _TABLE: dict[Role, frozenset[Permission]] = {
     | {
         Permission.DATASET_READ,
         Permission.DATASET_WRITE,
+        Permission.ARTIFACT_UPLOAD,
         Permission.PRIVACY_MANAGE,
         Permission.MODEL_READ,
         Permission.APPROVAL_GRANT,
@@ -91,6 +95,9 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.DATASET_READ,
         Permission.MODEL_READ,
         Permission.MODEL_WRITE,
+        Permission.MODEL_SIGN,
+        Permission.ARTIFACT_UPLOAD,
+        Permission.ARTIFACT_READ,
         Permission.POLICY_READ,
         Permission.DEPLOY_READ,
         Permission.MONITOR_READ,
@@ -105,6 +112,7 @@ _TABLE: dict[Role, frozenset[Permission]] = {
     Role.DEPLOYER: SELF_SERVICE
     | {
         Permission.MODEL_READ,
+        Permission.ARTIFACT_READ,
         Permission.DEPLOY_READ,
         Permission.DEPLOY_MANAGE,
         Permission.POLICY_READ,

@@ -101,11 +101,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only unit of work (rolled back at the end)."""
+        """A read-only unit of work (rolled back at the end). Rows loaded in it stay readable
+        afterwards as detached snapshots: they are expunged before the rollback, which would
+        otherwise expire them."""
         with _translated(), self._sessions() as session:
             try:
                 yield session
             finally:
+                session.expunge_all()
                 session.rollback()
 
     @contextmanager

@@ -130,3 +130,196 @@ class LedgerCheckpointRow(Base):
     root: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
     note: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+class DatasetRow(Base):
+    """One registered dataset version: the inventory entry (owner, purposes, classification,
+    retention) plus what identifies its bytes (digest) and, when uploaded, its sealed copy."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), index=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    owner: Mapped[str] = mapped_column(sa.String(128))
+    description: Mapped[str] = mapped_column(sa.String(2000), default="")
+    purposes: Mapped[list[str]] = mapped_column(sa.JSON)
+    classification: Mapped[str] = mapped_column(sa.String(16))
+    retention_days: Mapped[int | None] = mapped_column(sa.Integer)
+    expires_at: Mapped[datetime | None]
+    legal_hold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    schema: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    digest: Mapped[str] = mapped_column(sa.String(71), index=True)
+    size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    source: Mapped[str | None] = mapped_column(sa.String(1024))
+    blob_key: Mapped[str | None] = mapped_column(sa.String(256))
+    status: Mapped[str] = mapped_column(sa.String(16), default="active")
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(40))
+
+    __table_args__ = (sa.UniqueConstraint("name", "version", name="uq_datasets_name_version"),)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    owner: Mapped[str] = mapped_column(sa.String(128))
+    custodian: Mapped[str | None] = mapped_column(sa.String(128))
+    description: Mapped[str] = mapped_column(sa.String(2000), default="")
+    intended_use: Mapped[str] = mapped_column(sa.String(2000), default="")
+    purpose: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(40))
+    updated_at: Mapped[datetime]
+
+
+class ModelVersionRow(Base):
+    """An immutable model version: its files, how it was made, and what it accepts."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    model_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("models.id"), index=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    format: Mapped[str] = mapped_column(sa.String(32))
+    artifact_digest: Mapped[str] = mapped_column(sa.String(71), index=True)
+    artifact_size: Mapped[int] = mapped_column(sa.BigInteger)
+    file_count: Mapped[int] = mapped_column(sa.Integer)
+    description: Mapped[str] = mapped_column(sa.String(2000), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    parameters: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    code_ref: Mapped[str | None] = mapped_column(sa.String(512))
+    environment: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    input_contract: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    output_contract: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    model_card: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    scan: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    mlbom_digest: Mapped[str] = mapped_column(sa.String(71))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(40))
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+    )
+
+
+class ArtifactFileRow(Base):
+    """One file of a version, sealed in the blob store. `digest` is of the plaintext and is
+    re-checked on every read; `role` is `model` for uploaded files, `mlbom` for the BOM."""
+
+    __tablename__ = "artifact_files"
+
+    version_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(sa.String(1024), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    format: Mapped[str] = mapped_column(sa.String(32))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    digest: Mapped[str] = mapped_column(sa.String(71))
+    blob_key: Mapped[str] = mapped_column(sa.String(256))
+
+
+class LineageRow(Base):
+    """`version_id` was trained / evaluated / validated on `dataset_id` (whose digest it
+    names, so a later change of the dataset's bytes is detectable)."""
+
+    __tablename__ = "lineage"
+
+    version_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id"), primary_key=True
+    )
+    dataset_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("datasets.id"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    dataset_digest: Mapped[str] = mapped_column(sa.String(71), index=True)
+
+
+class ModelAliasRow(Base):
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("models.id"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(sa.String(40))
+
+
+class RegistryTagRow(Base):
+    """A key/value tag on a dataset, model or model version (the subject's id says which)."""
+
+    __tablename__ = "registry_tags"
+
+    subject_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(256))
+
+
+class SignerKeyRow(Base):
+    """A public key trusted to sign model versions for a team (organisation unit)."""
+
+    __tablename__ = "signer_keys"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    team: Mapped[str] = mapped_column(sa.String(128), index=True)
+    name: Mapped[str] = mapped_column(sa.String(128))
+    fingerprint: Mapped[str] = mapped_column(sa.String(71), unique=True)
+    public_key_pem: Mapped[str] = mapped_column(sa.Text)
+    added_at: Mapped[datetime]
+    added_by: Mapped[str] = mapped_column(sa.String(40))
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(40))
+
+
+class ModelSignatureRow(Base):
+    """An OpenSSF model-signing bundle over a version's files (the ML-BOM included)."""
+
+    __tablename__ = "model_signatures"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    version_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id"), index=True
+    )
+    bundle: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    key_fingerprint: Mapped[str] = mapped_column(sa.String(71))
+    signer_key_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("signer_keys.id"))
+    signed_at: Mapped[datetime]
+    signed_by: Mapped[str] = mapped_column(sa.String(40))
+
+
+class ArtifactUploadRow(Base):
+    """A staged upload: files arrive one by one into a private staging directory; only a
+    commit turns them into a version. Expired or aborted uploads are swept."""
+
+    __tablename__ = "artifact_uploads"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    created_by: Mapped[str] = mapped_column(sa.String(40), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(sa.String(16))
+    total_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    files: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class ArtifactDownloadRow(Base):
+    """One artifact download: who fetched which file of which version (model-theft signal)."""
+
+    __tablename__ = "artifact_downloads"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    version_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    path: Mapped[str] = mapped_column(sa.String(1024))
+    principal_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    at: Mapped[datetime]
