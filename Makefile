@@ -36,6 +36,7 @@ fmt: install
 bench: install
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/supplychain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -160,7 +160,7 @@ def validate_model_card(card: Mapping[str, Any]) -> dict[str, Any]:
         )
     try:
         size = len(canonical_json(dict(card)))
-    except (TypeError, ValueError) as error:
+    except (InvalidInput, TypeError, ValueError) as error:
         raise InvalidInput(
             "the model card is not plain JSON", code="registry.bad_model_card"
         ) from error
