@@ -18,6 +18,7 @@ from enum import StrEnum
 from bastion.core.errors import InvalidInput, PermissionDenied
 from bastion.core.ids import PrincipalId, TokenId
 from bastion.identity.roles import SELF_SERVICE, Permission, Role, permissions_of, roles_with
+from bastion.ledger.events import Event
 
 # kind:name, where name may end in `*` (prefix match): `endpoint:fraud`, `endpoint:fraud-*`.
 _RESOURCE = re.compile(r"^[a-z][a-z0-9-]{0,31}:(\*|[A-Za-z0-9._/-]{1,128}\*?)$")
@@ -57,6 +58,16 @@ class Caller:
 
     def with_request(self, request_id: str | None) -> Caller:
         return replace(self, request_id=request_id)
+
+    def event(self, type: str, subject: str, data: Mapping[str, object] | None = None) -> Event:
+        """A ledger event of `type` on `subject`, done by this caller in this request."""
+        return Event(
+            type=type,
+            actor=self.principal_id,
+            subject=subject,
+            data=dict(data or {}),
+            request_id=self.request_id,
+        )
 
 
 def validate_resource(pattern: str) -> str:

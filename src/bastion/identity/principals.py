@@ -23,7 +23,7 @@ from bastion.core.ids import PrincipalId, is_id, new_id
 from bastion.identity.access import Authorizer, Caller, PrincipalKind
 from bastion.identity.roles import Permission, Role
 from bastion.identity.tokens import IssuedToken, TokenService, _role
-from bastion.ledger import AuditLog, Event
+from bastion.ledger import AuditLog
 from bastion.store.db import Database
 from bastion.store.tables import PrincipalRoleRow, PrincipalRow
 
@@ -261,16 +261,7 @@ class PrincipalService:
         principal_id: str,
         data: dict[str, object],
     ) -> None:
-        self._audit.append(
-            session,
-            Event(
-                type=kind,
-                actor=caller.principal_id,
-                subject=f"principal:{principal_id}",
-                request_id=caller.request_id,
-                data=data,
-            ),
-        )
+        self._audit.append(session, caller.event(kind, f"principal:{principal_id}", data))
 
 
 def _find(session: Session, ref: str) -> PrincipalRow | None:

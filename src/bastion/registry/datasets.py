@@ -23,7 +23,7 @@ from bastion.core.clock import Clock
 from bastion.core.errors import Conflict, InvalidInput, NotFound, TooLarge
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
-from bastion.ledger import AuditLog, Event
+from bastion.ledger import AuditLog
 from bastion.registry.records import (
     Classification,
     Dataset,
@@ -216,12 +216,10 @@ class DatasetService:
                 self._staging.close(session, upload_id, "committed")
             self._audit.append(
                 session,
-                Event(
-                    type="registry.dataset.registered",
-                    actor=caller.principal_id,
-                    subject=dataset_id,
-                    request_id=caller.request_id,
-                    data={
+                caller.event(
+                    "registry.dataset.registered",
+                    dataset_id,
+                    {
                         "name": name,
                         "version": row.version,
                         "digest": digest,

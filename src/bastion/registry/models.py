@@ -38,7 +38,7 @@ from bastion.core.clock import Clock
 from bastion.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
-from bastion.ledger import AuditLog, Event
+from bastion.ledger import AuditLog
 from bastion.registry.datasets import _tags, find_dataset
 from bastion.registry.openlineage import LineageRun
 from bastion.registry.records import (
@@ -168,17 +168,18 @@ class ModelService:
         )
         session.add(row)
         session.flush()
-        self._record(
+        self._audit.append(
             session,
-            caller,
-            "registry.model.created",
-            row.id,
-            {
-                "name": name,
-                "owner": row.owner,
-                "custodian": row.custodian,
-                "purpose": row.purpose,
-            },
+            caller.event(
+                "registry.model.created",
+                row.id,
+                {
+                    "name": name,
+                    "owner": row.owner,
+                    "custodian": row.custodian,
+                    "purpose": row.purpose,
+                },
+            ),
         )
         return row
 
@@ -243,21 +244,22 @@ class ModelService:
         ]
         with self._db.transaction() as session:
             self._staging.close(session, tree.upload_id, "rejected")
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.version.rejected",
-                f"model:{name}",
-                {
-                    "model": name,
-                    "upload_id": tree.upload_id,
-                    "allowlist_version": report.allowlist_version,
-                    "findings": [
-                        {"path": f["path"], "code": f["code"], "offset": f["offset"]}
-                        for f in findings[:100]
-                    ],
-                    "finding_count": len(findings),
-                },
+                caller.event(
+                    "registry.version.rejected",
+                    f"model:{name}",
+                    {
+                        "model": name,
+                        "upload_id": tree.upload_id,
+                        "allowlist_version": report.allowlist_version,
+                        "findings": [
+                            {"path": f["path"], "code": f["code"], "offset": f["offset"]}
+                            for f in findings[:100]
+                        ],
+                        "finding_count": len(findings),
+                    },
+                ),
             )
         self._staging.discard(tree.upload_id)
         raise InvalidInput(
@@ -391,30 +393,31 @@ class ModelService:
                 for k, v in (spec.tags or {}).items()
             )
             self._staging.close(session, tree.upload_id, "committed")
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.version.registered",
-                version_id,
-                {
-                    "model": name,
-                    "version": number,
-                    "format": fmt,
-                    "artifact_digest": artifact_digest,
-                    "files": [{"path": f.path, "digest": f.digest} for f in model_files][:1000],
-                    "file_count": len(model_files),
-                    "mlbom_digest": bom_row.digest,
-                    "lineage": [
-                        {
-                            "dataset": d.name,
-                            "version": d.version,
-                            "digest": d.digest,
-                            "role": role.value,
-                        }
-                        for d, role in datasets
-                    ],
-                    "scan": {"clean": True, "allowlist_version": report.allowlist_version},
-                },
+                caller.event(
+                    "registry.version.registered",
+                    version_id,
+                    {
+                        "model": name,
+                        "version": number,
+                        "format": fmt,
+                        "artifact_digest": artifact_digest,
+                        "files": [{"path": f.path, "digest": f.digest} for f in model_files][:1000],
+                        "file_count": len(model_files),
+                        "mlbom_digest": bom_row.digest,
+                        "lineage": [
+                            {
+                                "dataset": d.name,
+                                "version": d.version,
+                                "digest": d.digest,
+                                "role": role.value,
+                            }
+                            for d, role in datasets
+                        ],
+                        "scan": {"clean": True, "allowlist_version": report.allowlist_version},
+                    },
+                ),
             )
             session.flush()
             return _version(session, row, model)
@@ -475,12 +478,18 @@ class ModelService:
                 )
             row.status = target.value
             row.updated_at = self._clock.now()
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.version.status_changed",
-                row.id,
-                {"model": name, "version": row.version, "before": before, "after": target.value},
+                caller.event(
+                    "registry.version.status_changed",
+                    row.id,
+                    {
+                        "model": name,
+                        "version": row.version,
+                        "before": before,
+                        "after": target.value,
+                    },
+                ),
             )
             return _version(session, row, model)
 
@@ -515,12 +524,13 @@ class ModelService:
                 existing.version_id = row.id
                 existing.updated_at = self._clock.now()
                 existing.updated_by = caller.principal_id
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.alias.set",
-                model.id,
-                {"model": name, "alias": alias, "version": row.version, "before": before},
+                caller.event(
+                    "registry.alias.set",
+                    model.id,
+                    {"model": name, "alias": alias, "version": row.version, "before": before},
+                ),
             )
             session.flush()
             return _version(session, row, model)
@@ -533,8 +543,9 @@ class ModelService:
             if existing is None:
                 raise NotFound(f"model {name} has no alias {alias}", code="registry.no_alias")
             session.delete(existing)
-            self._record(
-                session, caller, "registry.alias.removed", model.id, {"model": name, "alias": alias}
+            self._audit.append(
+                session,
+                caller.event("registry.alias.removed", model.id, {"model": name, "alias": alias}),
             )
 
     def set_tags(
@@ -567,12 +578,13 @@ class ModelService:
             result = _tags(session, subject)
             if len(result) > 64:
                 raise InvalidInput("at most 64 tags", code="registry.bad_tag")
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.tags.changed",
-                subject,
-                {"model": name, "set": checked, "removed": sorted(remove)},
+                caller.event(
+                    "registry.tags.changed",
+                    subject,
+                    {"model": name, "set": checked, "removed": sorted(remove)},
+                ),
             )
             return result
 
@@ -695,18 +707,19 @@ class ModelService:
                         at=self._clock.now(),
                     )
                 )
-                self._record(
+                self._audit.append(
                     session,
-                    caller,
-                    "registry.artifact.downloaded",
-                    version.id,
-                    {
-                        "model": model.name,
-                        "version": version.version,
-                        "path": file_row.path,
-                        "digest": file_row.digest,
-                        "size": file_row.size,
-                    },
+                    caller.event(
+                        "registry.artifact.downloaded",
+                        version.id,
+                        {
+                            "model": model.name,
+                            "version": version.version,
+                            "path": file_row.path,
+                            "digest": file_row.digest,
+                            "size": file_row.size,
+                        },
+                    ),
                 )
             yield _file(file_row), copy
 
@@ -751,12 +764,13 @@ class ModelService:
             self._blobs.open_verified(row.blob_key, sink)  # type: ignore[arg-type]
             if sink.digest() != row.digest:
                 with self._db.transaction() as session:
-                    self._record(
+                    self._audit.append(
                         session,
-                        caller,
-                        "registry.artifact.integrity_failed",
-                        version.id,
-                        {"model": model, "version": version.version, "path": row.path},
+                        caller.event(
+                            "registry.artifact.integrity_failed",
+                            version.id,
+                            {"model": model, "version": version.version, "path": row.path},
+                        ),
                     )
                 raise IntegrityError(
                     f"{model}@{version.version}/{row.path}: stored bytes do not match the "
@@ -782,20 +796,6 @@ class ModelService:
     def _shred_quietly(self, key: str) -> None:
         with suppress(NotFound):
             self._blobs.shred(key)
-
-    def _record(
-        self, session: Session, caller: Caller, kind: str, subject: str, data: dict[str, Any]
-    ) -> None:
-        self._audit.append(
-            session,
-            Event(
-                type=kind,
-                actor=caller.principal_id,
-                subject=subject,
-                data=data,
-                request_id=caller.request_id,
-            ),
-        )
 
     # Last in the class body, so `list` in the annotations above still means the builtin.
     def list(self, caller: Caller) -> list[Model]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
@@ -25,7 +24,7 @@ from bastion.core.clock import Clock
 from bastion.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
-from bastion.ledger import AuditLog, Event
+from bastion.ledger import AuditLog
 from bastion.registry.models import ModelService, _find_model, find_version
 from bastion.registry.records import (
     SignatureRecord,
@@ -116,12 +115,13 @@ class SignatureService:
         )
         session.add(row)
         session.flush()
-        self._record(
+        self._audit.append(
             session,
-            caller,
-            "registry.signer_key.added",
-            row.id,
-            {"team": team, "name": name, "fingerprint": fingerprint},
+            caller.event(
+                "registry.signer_key.added",
+                row.id,
+                {"team": team, "name": name, "fingerprint": fingerprint},
+            ),
         )
         return row
 
@@ -136,12 +136,13 @@ class SignatureService:
                 raise Conflict(f"signer key {key_id} is already revoked", code="registry.revoked")
             row.revoked_at = self._clock.now()
             row.revoked_by = caller.principal_id
-            self._record(
+            self._audit.append(
                 session,
-                caller,
-                "registry.signer_key.revoked",
-                row.id,
-                {"team": row.team, "fingerprint": row.fingerprint},
+                caller.event(
+                    "registry.signer_key.revoked",
+                    row.id,
+                    {"team": row.team, "fingerprint": row.fingerprint},
+                ),
             )
             return _key(row)
 
@@ -231,21 +232,22 @@ class SignatureService:
         )
         session.add(row)
         session.flush()
-        self._record(
+        self._audit.append(
             session,
-            caller,
-            "registry.version.signed",
-            version.id,
-            {
-                "model": name,
-                "version": version.version,
-                "signature_id": row.id,
-                "team": key.team,
-                "key_fingerprint": key.fingerprint,
-                "artifact_digest": version.artifact_digest,
-                "mlbom_digest": version.mlbom_digest,
-                "bundle_sha256": _sha256(bundle),
-            },
+            caller.event(
+                "registry.version.signed",
+                version.id,
+                {
+                    "model": name,
+                    "version": version.version,
+                    "signature_id": row.id,
+                    "team": key.team,
+                    "key_fingerprint": key.fingerprint,
+                    "artifact_digest": version.artifact_digest,
+                    "mlbom_digest": version.mlbom_digest,
+                    "bundle_sha256": _sha256(bundle),
+                },
+            ),
         )
         return _signature(row, key.team)
 
@@ -344,20 +346,6 @@ class SignatureService:
                 )
             )
         return digests
-
-    def _record(
-        self, session: Session, caller: Caller, kind: str, subject: str, data: dict[str, Any]
-    ) -> None:
-        self._audit.append(
-            session,
-            Event(
-                type=kind,
-                actor=caller.principal_id,
-                subject=subject,
-                data=data,
-                request_id=caller.request_id,
-            ),
-        )
 
 
 def _trusted(session: Session) -> list[SignerKeyRow]:
