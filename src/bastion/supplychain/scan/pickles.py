@@ -37,12 +37,15 @@ walker checks that they cannot be (joblib's alignment padding byte is never an o
 from __future__ import annotations
 
 import codecs
+import importlib.util
 import pickletools
 import re
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -54,7 +57,9 @@ from bastion.supplychain.scan.streams import ChunkReader, Truncated
 Emit = Callable[[str, str, "int | None"], None]
 
 KEEP = 4096  # strings and bytes up to this size are kept as constants
-SMALL = 64  # tuples and dicts up to this many items keep them
+# Tuples and dicts up to this many items keep them (a structured dtype's names and fields
+# must be known to be verified, and real ones can have hundreds of fields).
+SMALL = 1024
 
 _NAMES: Mapping[int, str] = MappingProxyType({ord(op.code): op.name for op in pickletools.opcodes})
 OPCODE_BYTES = frozenset(_NAMES)
@@ -122,7 +127,9 @@ class Global:
 @dataclass(slots=True, eq=False)
 class Call:
     """The result of calling an allowed global. `sealed` marks an object handed to a
-    constrained call whose later mutation would defeat the constraint (torch hook dicts)."""
+    constrained call whose later mutation would defeat the constraint (torch hook dicts).
+    For a `numpy.dtype`, `plain` caches whether it provably holds no objects, and `relied`
+    marks one another dtype's check depended on (so it may not change afterwards)."""
 
     callee: Global
     args: object
@@ -131,6 +138,8 @@ class Call:
     builds: int = 0
     mutated: bool = False
     sealed: bool = False
+    plain: bool | None = None
+    relied: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -195,6 +204,24 @@ def describe(value: object) -> str:
 
 def _dotted(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+@lru_cache(maxsize=4096)
+def _importable(module: str) -> bool:
+    """Whether a loader could import `module`: a dotted name whose top-level package is in
+    the standard library (of any platform) or installed here. Only decides whether a stream
+    without PROTO is a pickle at all: `cat\\ndog\\n` (a label file) names module `at`, which
+    no loader can import, so it stays text. `find_spec` of a top-level name runs no module
+    code; an error while looking counts as importable (fail closed)."""
+    if not _dotted(module):
+        return False
+    top = module.partition(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _is_int(value: object) -> bool:
@@ -310,14 +337,36 @@ def _product(shape: tuple[int, ...]) -> int:
     return count
 
 
-def dtype_info(value: object, depth: int = 0) -> tuple[int, bool] | None:
+def dtype_info(
+    value: object,
+    depth: int = 0,
+    seen: dict[int, tuple[int, bool] | None] | None = None,
+) -> tuple[int, bool] | None:
     """(itemsize, hasobject) of a pickled `numpy.dtype`, or None if it cannot be verified.
 
     Mirrors how numpy rebuilds a dtype: the type string fixes the kind; flexible kinds
     (S, U, V) take their size from the state, whose value must agree with the type string;
     object-ness comes from the kind and from every field and sub-array base. The state's
     flags must agree with that, so it does not matter whether numpy trusts them.
+
+    Each dtype object is checked once per call (`seen`): the memo lets a pickle reuse one
+    structured dtype as every field of the next, 64 wide and 16 deep, which a plain recursion
+    would walk 64**16 times. A dtype met again while it is being checked (a cycle) fails.
     """
+    if seen is None:
+        seen = {}
+    key = id(value)
+    if key in seen:
+        return seen[key]
+    seen[key] = None  # a cycle back to this dtype cannot be verified
+    info = _dtype_info(value, depth, seen)
+    seen[key] = info
+    return info
+
+
+def _dtype_info(
+    value: object, depth: int, seen: dict[int, tuple[int, bool] | None]
+) -> tuple[int, bool] | None:
     if depth > 16 or not isinstance(value, Call) or value.callee.key != _NUMPY_DTYPE:
         return None
     args = value.args
@@ -362,7 +411,7 @@ def dtype_info(value: object, depth: int = 0) -> tuple[int, bool] | None:
     if sub is not None:
         if kind != "V" or not isinstance(sub, tuple) or len(sub) != 2:
             return None
-        base, shape = dtype_info(sub[0], depth + 1), _shape(sub[1])
+        base, shape = dtype_info(sub[0], depth + 1, seen), _shape(sub[1])
         if base is None or shape is None or base[0] * _product(shape) != itemsize:
             return None
         hasobject = hasobject or base[1]
@@ -378,7 +427,7 @@ def dtype_info(value: object, depth: int = 0) -> tuple[int, bool] | None:
         for key, entry in fields.pairs:
             if not isinstance(key, str) or not isinstance(entry, tuple) or len(entry) not in (2, 3):
                 return None
-            info = dtype_info(entry[0], depth + 1)
+            info = dtype_info(entry[0], depth + 1, seen)
             offset = entry[1]
             if info is None or not _is_int(offset) or offset < 0 or offset + info[0] > itemsize:
                 return None
@@ -386,9 +435,107 @@ def dtype_info(value: object, depth: int = 0) -> tuple[int, bool] | None:
             keys.add(key)
         if not all(isinstance(n, str) and n in keys for n in names):
             return None
-    if bool(flags & 1) != hasobject:
+    if _object_flags(flags) != hasobject:
         return None
     return itemsize, hasobject
+
+
+# numpy's dtype flags NPY_ITEM_REFCOUNT (references to release) and NPY_LIST_PICKLE (pickled as
+# a list of objects): numpy sets both for a dtype that holds objects and neither otherwise.
+_OBJECT_FLAGS = 0x03
+
+
+def _object_flags(flags: int) -> bool | None:
+    """Whether dtype flags say "holds objects"; None for a mix numpy never writes."""
+    bits = flags & _OBJECT_FLAGS
+    if bits == _OBJECT_FLAGS:
+        return True
+    return False if bits == 0 else None
+
+
+def _no_objects(value: object, depth: int = 0) -> bool:
+    """Whether a pickled `numpy.dtype` provably holds no object field at any depth (the
+    fields and sub-array base as written, each a dtype built from allowed constructors).
+
+    The answer is kept on the dtype (`plain`), so a dtype shared through the memo by many
+    fields is looked at once, and the dtype is marked `relied` on: changing it later would
+    change what a dtype already checked holds."""
+    if not isinstance(value, Call) or value.callee.key != _NUMPY_DTYPE:
+        return False
+    value.relied = True
+    if value.plain is None:
+        value.plain = depth <= 16 and _dtype_plain(value, depth)
+    return value.plain
+
+
+def _state_parts(state: object) -> tuple[int, object, object, int | None] | None:
+    """(version, sub-array, fields, flags) of a dtype BUILD state in each layout numpy's
+    `__setstate__` accepts (5 to 9 items); flags None when the layout has none."""
+    if not isinstance(state, tuple) or not 5 <= len(state) <= 9 or not _is_int(state[0]):
+        return None
+    if len(state) >= 7:
+        flags = state[7] if len(state) >= 8 else None
+        if flags is not None and not _is_int(flags):
+            return None
+        return state[0], state[2], state[4], flags
+    return state[0], state[2], state[3] if len(state) == 6 else None, None
+
+
+def _dtype_plain(value: Call, depth: int) -> bool:
+    args = value.args
+    if not (isinstance(args, tuple) and args and isinstance(args[0], str)):
+        return False
+    # Only the short type strings numpy's own __reduce__ writes: "i4,O", "(2,)O" or "object"
+    # are dtypes with objects too.
+    match = _TYPESTR.fullmatch(args[0])
+    if match is None or match.group(1) == "O":
+        return False
+    if value.builds == 0:
+        return True
+    parts = _state_parts(value.state)
+    if parts is None:
+        return False
+    _version, sub, fields, _flags = parts
+    if sub is not None and not (
+        isinstance(sub, tuple) and len(sub) == 2 and _no_objects(sub[0], depth + 1)
+    ):
+        return False
+    if fields is None:
+        return True
+    if not isinstance(fields, Dct) or fields.pairs is None:
+        return False
+    return all(
+        isinstance(entry, tuple) and bool(entry) and _no_objects(entry[0], depth + 1)
+        for _key, entry in fields.pairs
+    )
+
+
+def dtype_state_problem(value: Call) -> str | None:
+    """Why numpy would trust a lie in this dtype's BUILD state, or None.
+
+    From state version 3 on numpy takes the flags as given (as 0 when the layout has no flags
+    item), and they decide whether an array's pickled data is a list of objects or raw bytes.
+    A dtype with an object field whose flags say "no objects" (or either flag alone) turns raw
+    bytes from the file into object pointers numpy later dereferences or releases: arbitrary
+    memory. Flags that say "objects" are safe, since numpy then insists on a list. Before
+    version 3 numpy works the flags out itself; other states it refuses.
+    """
+    parts = _state_parts(value.state)
+    if parts is None:
+        if isinstance(value.state, tuple) and len(value.state) >= 8:
+            return "has non-integer flags"
+        return None
+    version, _sub, _fields, flags = parts
+    if not 3 <= version <= 4:
+        return None
+    if flags is None:
+        flags = 0
+    declared = _object_flags(flags)
+    if declared is None:
+        return f"flags 0x{flags:x} mix the object flags in a way numpy never writes"
+    if not declared and not _no_objects(value):
+        return "flags say it holds no objects, but a field or its base may be an object"
+    return None
 
 
 # -- the walker ------------------------------------------------------------------------------
@@ -429,6 +576,7 @@ class PickleWalker:
         r = self._r
         table = _TABLE
         stack = self._stack
+        marks = self._marks
         max_ops = self._limits.max_opcodes
         max_stack = self._limits.max_stack_depth
         result = self.result
@@ -460,13 +608,19 @@ class PickleWalker:
                                 start,
                             )
                         self._frame_end = None
-                if len(stack) > max_stack:
+                if len(stack) + len(marks) > max_stack:
                     raise _Stop(
-                        "pickle.limit_exceeded", f"stack deeper than {max_stack} items", start
+                        "pickle.limit_exceeded",
+                        f"stack deeper than {max_stack} items and marks",
+                        start,
                     )
         except _Stop as stop:
             self._emit(stop.code, stop.reason, stop.offset)
             result.hard_error = True
+            if stop.code == "pickle.limit_exceeded":
+                # The real unpickler has no such bound and would go on to whatever follows,
+                # so a stream that is only probed (protocol 0/1) must not be dismissed as text.
+                result.dangerous = True
         except Truncated:
             self._emit(
                 "pickle.truncated",
@@ -566,9 +720,19 @@ class PickleWalker:
 
     # -- the rules --
 
+    def _module_line(self) -> str:
+        """The module line of GLOBAL / INST. Both unpicklers import the module before they
+        look the name up (and the Python one takes whatever precedes the end of the stream
+        as the name), so importing alone runs a module's top-level code (`unittest.__main__`
+        runs test discovery): a plausible module name makes the stream a pickle."""
+        module = self._text(self._line(), "utf-8")
+        if _importable(module):
+            self.result.dangerous = True
+        return module
+
     def _global(self, module: str, name: str, how: str) -> Global:
         value = Global(module, name)
-        if _dotted(module) and _dotted(name):
+        if _importable(module):
             self.result.dangerous = True
         if (module, name) == WRAPPER and self._mode is not Mode.JOBLIB:
             self._emit(
@@ -622,6 +786,15 @@ class PickleWalker:
                 self._emit(
                     "pickle.call_args_not_allowed",
                     f"{self._op} modifies a dict after it was passed to a constrained call",
+                    self._start,
+                )
+            if target.builds:
+                # APPEND(S) and ADDITEMS look `append` / `extend` / `add` up on the instance,
+                # which its state may have replaced; picklers add items before the BUILD.
+                self._emit(
+                    "pickle.bad_build",
+                    f"{self._op} modifies {describe(target)} after its BUILD (the state can "
+                    "replace the append/extend/add method it would call)",
                     self._start,
                 )
             target.mutated = True
@@ -944,7 +1117,7 @@ class PickleWalker:
         return False
 
     def _op_GLOBAL(self, start: int) -> bool:
-        module = self._text(self._line(), "utf-8")
+        module = self._module_line()
         name = self._text(self._line(), "utf-8")
         self._stack.append(self._global(module, name, "GLOBAL"))
         return False
@@ -966,7 +1139,7 @@ class PickleWalker:
         return False
 
     def _op_INST(self, start: int) -> bool:
-        module = self._text(self._line(), "utf-8")
+        module = self._module_line()
         name = self._text(self._line(), "utf-8")
         cls = self._global(module, name, "INST")  # the real unpickler imports before MARK
         args = self._tuple(self._pop_mark())
@@ -1009,8 +1182,29 @@ class PickleWalker:
                     "BUILD modifies an object after it was passed to a constrained call",
                     start,
                 )
+            if target.builds:
+                # The first state may have put `__setstate__` in the instance dict (an
+                # estimator's own __setstate__ updates __dict__), and an instance attribute
+                # wins over the class method: this BUILD would call whatever value that was.
+                self._emit(
+                    "pickle.bad_build",
+                    f"BUILD sets the state of {describe(target)} again (its first state can "
+                    "replace __setstate__ with any value, which this BUILD would call)",
+                    start,
+                )
             target.builds += 1
             target.state = state
+            if target.callee.key == _NUMPY_DTYPE and target.builds == 1:
+                if target.relied:
+                    self._emit(
+                        "pickle.bad_dtype",
+                        "BUILD changes a numpy.dtype after another dtype was made from it",
+                        start,
+                    )
+                target.plain = None
+                problem = dtype_state_problem(target)
+                if problem is not None:
+                    self._emit("pickle.bad_dtype", f"numpy.dtype state {problem}", start)
             if self._mode is Mode.JOBLIB and target.callee.key == WRAPPER:
                 self._joblib_array(target, state)
         elif isinstance(target, Global):
@@ -1065,6 +1259,9 @@ class PickleWalker:
         if self._count != 1:
             self._emit("pickle.bad_protocol", "PROTO is not the first opcode", start)
         if version > _HIGHEST_PROTOCOL:
+            # A stream that announces a protocol nobody can verify is refused, not taken for
+            # text: a later Python may well load it.
+            self.result.dangerous = True
             raise _Stop("pickle.bad_protocol", f"unsupported pickle protocol {version}", start)
         return False
 
