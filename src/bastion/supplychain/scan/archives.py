@@ -22,7 +22,7 @@ from bastion.supplychain.scan.formats import Emit
 from bastion.supplychain.scan.model import ScanLimits
 
 _EOCD = b"PK\x05\x06"
-_EOCD64_LOCATOR = b"PK\x07\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
 _LOCAL = b"PK\x03\x04"
 _DESCRIPTOR = b"PK\x07\x08"
@@ -31,6 +31,40 @@ _SUPPORTED_METHODS = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
 _MAX_TAIL = 22 + 0xFFFF
+_ZIP64_EXTRA = 0x0001
+_UNICODE_PATH_EXTRA = 0x7075  # Info-ZIP: unzip and 7-Zip extract under this name instead
+_ENCRYPTION_FLAGS = 0x0001 | 0x0040 | 0x2000  # encrypted, strong encryption, masked headers
+_PATCHED_FLAG = 0x0020  # "compressed patched data": zipfile refuses it, others may not
+# Flag bits that change how a member is read (encryption, where sizes are, compression
+# options, name encoding): a local header and its central-directory entry must agree on them.
+_COMPARED_FLAGS = _ENCRYPTION_FLAGS | _PATCHED_FLAG | 0x0008 | 0x0006 | 0x0800
+
+
+# How much of a member's end the scanner keeps to tell whether it is also a zip: the end
+# record's search window plus 64 KiB of central directory.
+POLYGLOT_TAIL = _MAX_TAIL + 0x10000
+
+
+def ends_like_zip(tail: bytes) -> bool:
+    """Whether a stream ending in `tail` opens as a zip archive (with data before it), as
+    `zipfile` decides: its last end record, and the central directory that record describes
+    starting with its signature. A directory too large for `tail` counts when the end record
+    closes the stream exactly, as real archives do."""
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return False
+    count: int
+    cd_size: int
+    comment: int
+    _, _, _, _, count, cd_size, _, comment = struct.unpack("<4s4H2LH", tail[at : at + 22])
+    if at >= 20 and tail[at - 20 : at - 16] == _EOCD64_LOCATOR:
+        return True
+    if not count:
+        return False  # an empty archive holds nothing a loader could read
+    start = at - cd_size
+    if start >= 0:
+        return tail[start : start + 4] == b"PK\x01\x02"
+    return at + 22 + comment == len(tail)
 
 
 def bad_member_name(name: str) -> str | None:
@@ -49,8 +83,13 @@ def bad_member_name(name: str) -> str | None:
     return None
 
 
-def _end_records(f: BinaryIO, size: int, emit: Emit) -> tuple[int, int, int] | None:
-    """(central directory offset as recorded, its size, where the directory must end)."""
+def _end_records(f: BinaryIO, size: int, emit: Emit) -> tuple[int, int, int, int] | None:
+    """(central directory offset as recorded, its size, where the directory must end, the
+    member count the end record declares).
+
+    Like `zipfile`, a zip64 end record is used whenever its locator sits right before the end
+    record; `zipfile` then reads the record just before the locator whatever the locator
+    says, other readers follow the locator, so both must name the same place."""
     take = min(size, _MAX_TAIL)
     f.seek(size - take)
     tail = f.read(take)
@@ -58,7 +97,7 @@ def _end_records(f: BinaryIO, size: int, emit: Emit) -> tuple[int, int, int] | N
     if at < 0 or at + 22 > len(tail):
         emit("zip.malformed", "no end-of-central-directory record", None)
         return None
-    _, _, _, _, _, cd_size, cd_offset, comment = struct.unpack("<4s4H2LH", tail[at : at + 22])
+    _, _, _, _, count, cd_size, cd_offset, comment = struct.unpack("<4s4H2LH", tail[at : at + 22])
     eocd = size - take + at
     if eocd + 22 + comment != size:
         emit(
@@ -69,19 +108,28 @@ def _end_records(f: BinaryIO, size: int, emit: Emit) -> tuple[int, int, int] | N
     elif comment:
         emit("zip.comment", f"the archive carries a {comment}-byte comment", eocd + 22)
     cd_end = eocd
-    if cd_offset == 0xFFFFFFFF or cd_size == 0xFFFFFFFF:
-        if at < 20 or tail[at - 20 : at - 16] != _EOCD64_LOCATOR:
-            emit("zip.malformed", "zip64 sizes without a zip64 locator", eocd)
-            return None
-        (record,) = struct.unpack("<Q", tail[at - 12 : at - 4])
-        f.seek(record)
+    if at >= 20 and tail[at - 20 : at - 16] == _EOCD64_LOCATOR:
+        record = eocd - 20 - 56
+        (pointed,) = struct.unpack("<Q", tail[at - 12 : at - 4])
+        f.seek(max(record, 0))
         raw = f.read(56)
-        if len(raw) < 56 or raw[:4] != _EOCD64:
-            emit("zip.malformed", "the zip64 end record is missing", record)
+        if record < 0 or len(raw) < 56 or raw[:4] != _EOCD64 or pointed != record:
+            emit(
+                "zip.malformed",
+                "the zip64 end record is not where its locator and zipfile expect it",
+                max(record, 0),
+            )
             return None
-        cd_size, cd_offset = struct.unpack("<QQ", raw[40:56])
+        (length,) = struct.unpack("<Q", raw[4:12])
+        if length != 44:
+            emit("zip.malformed", "the zip64 end record carries extensible data", record)
+            return None
+        count, cd_size, cd_offset = struct.unpack("<QQQ", raw[32:56])
         cd_end = record
-    return cd_offset, cd_size, cd_end
+    elif cd_offset == 0xFFFFFFFF or cd_size == 0xFFFFFFFF:
+        emit("zip.malformed", "zip64 sizes without a zip64 locator", eocd)
+        return None
+    return cd_offset, cd_size, cd_end, count
 
 
 def check_structure(
@@ -99,7 +147,16 @@ def check_structure(
     ends = _end_records(f, size, emit)
     if ends is None:
         return False
-    cd_offset, cd_size, cd_end = ends
+    cd_offset, cd_size, cd_end, count = ends
+    if count != len(infos):
+        # zipfile reads entries until the directory's size is used up; miniz (PyTorch) and
+        # others read as many entries as the end record counts.
+        emit(
+            "zip.malformed",
+            f"the end record counts {count} members, the central directory lists {len(infos)}",
+            None,
+        )
+        return False
     concat = cd_end - cd_size - cd_offset  # zipfile's allowance for bytes before the archive
     if concat != 0:
         emit(
@@ -122,8 +179,22 @@ def check_structure(
         if why is not None:
             emit("zip.bad_member_name", f"member name {shown!r} {why}", info.header_offset)
             ok = False
-        if info.flag_bits & 0x1:
+        if _other_name(info.extra, name):
+            emit(
+                "zip.header_mismatch",
+                f"member {shown!r} carries a Unicode Path field naming another member",
+                info.header_offset,
+            )
+            ok = False
+        if info.flag_bits & _ENCRYPTION_FLAGS:
             emit("zip.encrypted", f"member {shown!r} is encrypted", info.header_offset)
+            ok = False
+        if info.flag_bits & _PATCHED_FLAG:
+            emit(
+                "zip.unsupported_compression",
+                f"member {shown!r} is compressed patched data (flag bit 5)",
+                info.header_offset,
+            )
             ok = False
         if info.compress_type not in _SUPPORTED_METHODS:
             emit(
@@ -168,19 +239,50 @@ def check_structure(
             emit("zip.overlapping_members", f"member {shown!r} overlaps another member", begin)
             ok = False
         position = max(position, end)
-    if ok and cd_offset + concat != position:
+    cd_start = cd_offset + concat
+    if ok and position > cd_start:
+        emit(
+            "zip.overlapping_members",
+            f"members run {position - cd_start} bytes into the central directory",
+            cd_start,
+        )
+        ok = False
+    elif ok and position < cd_start:
         emit(
             "zip.hidden_data",
-            f"{cd_offset + concat - position} unlisted bytes before the central directory",
+            f"{cd_start - position} unlisted bytes before the central directory",
             position,
         )
         ok = False
     return ok
 
 
+def _extra_field(extra: bytes, wanted: int) -> bytes | None:
+    """The data of the first `wanted` field of an extra block, if any."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, at)
+        if kind == wanted:
+            return extra[at + 4 : at + 4 + length]
+        at += 4 + length
+    return None
+
+
+def _other_name(extra: bytes, name: str) -> bool:
+    """Whether an Info-ZIP Unicode Path field in `extra` names something other than `name`
+    (which `zipfile` and PyTorch use, while unzip and 7-Zip extract under the field's name)."""
+    field = _extra_field(extra, _UNICODE_PATH_EXTRA)
+    if field is None:
+        return False
+    try:
+        return field[5:].decode("utf-8") != name
+    except UnicodeDecodeError:
+        return True
+
+
 def _local_header(f: BinaryIO, info: zipfile.ZipInfo, shown: str, emit: Emit) -> int | None:
-    """Compare a member's local header with its central-directory entry; return where the
-    member (data and any data descriptor) ends."""
+    """Compare a member's local header (and data descriptor) with its central-directory
+    entry; return where the member (data and any data descriptor) ends."""
     f.seek(info.header_offset)
     raw = f.read(_LOCAL_HEADER.size)
     if len(raw) < _LOCAL_HEADER.size or raw[:4] != _LOCAL:
@@ -188,19 +290,48 @@ def _local_header(f: BinaryIO, info: zipfile.ZipInfo, shown: str, emit: Emit) ->
         return None
     _, _, flags, method, _, _, crc, csize, usize, nlen, xlen = _LOCAL_HEADER.unpack(raw)
     name = f.read(nlen)
+    extra = f.read(xlen)
+    if len(name) < nlen or len(extra) < xlen:
+        emit("zip.bad_local_header", f"the local header of {shown!r} is cut short", None)
+        return None
     local_name = name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    zip64 = _extra_field(extra, _ZIP64_EXTRA)
     problems = []
-    if local_name != info.orig_filename:
+    if local_name != info.orig_filename or _other_name(extra, info.filename):
         problems.append("name")
     if method != info.compress_type:
         problems.append("compression method")
-    if (flags ^ info.flag_bits) & 0x1:
-        problems.append("encryption flag")
-    if not flags & 0x8 and 0xFFFFFFFF not in (csize, usize):
+    if (flags ^ info.flag_bits) & _COMPARED_FLAGS:
+        problems.append("flags")
+    if not flags & 0x8:
         if crc != info.CRC:
             problems.append("CRC")
-        if csize != info.compress_size or usize != info.file_size:
+        sizes = [usize, csize]
+        wide = zip64 or b""
+        for i in (0, 1):  # the zip64 field holds, in order, the sizes that are 0xFFFFFFFF
+            if sizes[i] == 0xFFFFFFFF:
+                if len(wide) < 8:
+                    sizes[i] = -1
+                    break
+                (sizes[i],) = struct.unpack("<Q", wide[:8])
+                wide = wide[8:]
+        if sizes != [info.file_size, info.compress_size]:
             problems.append("sizes")
+    end: int = info.header_offset + _LOCAL_HEADER.size + nlen + xlen + info.compress_size
+    if flags & 0x8 and not problems:
+        f.seek(end)
+        wide64 = zip64 is not None or max(info.file_size, info.compress_size) >= 0xFFFFFFFF
+        body = struct.Struct("<LQQ" if wide64 else "<LLL")
+        descriptor = f.read(4 + body.size)
+        signed = descriptor[:4] == _DESCRIPTOR
+        fields = descriptor[4:] if signed else descriptor[: body.size]
+        if len(fields) < body.size or body.unpack(fields) != (
+            info.CRC,
+            info.compress_size,
+            info.file_size,
+        ):
+            problems.append("data descriptor")
+        end += (4 if signed else 0) + body.size
     if problems:
         emit(
             "zip.header_mismatch",
@@ -209,9 +340,4 @@ def _local_header(f: BinaryIO, info: zipfile.ZipInfo, shown: str, emit: Emit) ->
             info.header_offset,
         )
         return None
-    end: int = info.header_offset + _LOCAL_HEADER.size + nlen + xlen + info.compress_size
-    if flags & 0x8:
-        f.seek(end)
-        zip64 = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
-        end += (20 if zip64 else 12) + (4 if f.read(4) == _DESCRIPTOR else 0)
     return end

@@ -14,10 +14,17 @@ scan is in two steps:
    then validate what needs validating (Bastion token CRC-32 checksum, character mix of
    OpenAI-style keys, a `"private_key"` next to a `"private_key_id"`).
 
-Chunks are scanned as they stream past; a match that straddles two chunks is found by also
-scanning the seam (the last `OVERLAP` bytes of one chunk and the first of the next). Every
-pattern is bounded in length well below `OVERLAP`, and findings are de-duplicated by
-(kind, offset). A finding names the kind of secret and its offset, never the value.
+Chunks are scanned as they stream past; a match that straddles chunks is found by also
+scanning the seam (the last `OVERLAP` bytes of the stream so far and the first of the next
+chunk, whatever the chunk sizes). Every pattern is bounded in length well below `OVERLAP`,
+and findings are de-duplicated by (kind, offset). A finding names the kind of secret and its
+offset, never the value.
+
+Most patterns refuse to match inside a longer word (`xghp_...`). Pickles glue framing bytes
+to their strings, though: protocol 0 writes `V<text>`, protocol 4 a length byte (`L` for 76
+characters) after SHORT_BINUNICODE, protocols 1 to 3 a BINPUT `q<index>` after it. Those
+neighbours are accepted as boundaries, or a token pickled by joblib or torch.save would go
+unseen. The Bastion token needs no boundary at all: its checksum decides.
 """
 
 from __future__ import annotations
@@ -49,20 +56,51 @@ KINDS: dict[str, str] = {
     "gcp_service_account": "GCP service-account key (JSON with private_key_id and private_key)",
 }
 
+
+def _start(word: bytes) -> bytes:
+    """Not inside a longer word of `word` characters, unless pickle framing is the neighbour:
+    SHORT_BINUNICODE/SHORT_BINBYTES/SHORT_BINSTRING and a length byte, or protocol 0's `V`."""
+    return rb"(?:(?<!" + word + rb")|(?<=[\x8cCU][\x00-\xff])|(?<=V))"
+
+
+def _end(word: bytes) -> bytes:
+    """Not followed by more of the word, unless by the BINPUT/LONG_BINPUT that protocols 1 to
+    3 write after a string (protocol 4 memoizes with a non-printable byte, protocol 0 ends
+    the line first)."""
+    return rb"(?:(?!" + word + rb")|(?=[qr][\x00-\xff]))"
+
+
+_ALNUM = rb"[A-Za-z0-9]"
+_WORD = rb"[A-Za-z0-9_]"
+_WORD_DASH = rb"[A-Za-z0-9_-]"
+
+# kind -> pattern; each alternative begins with a literal (after its boundary assertion).
+_BODIES: tuple[tuple[str, bytes], ...] = (
+    ("private_key", rb"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"),
+    ("aws_access_key_id", _start(_ALNUM) + rb"(?:AKIA|ASIA)[A-Z0-9]{16}" + _end(_ALNUM)),
+    (
+        "github_token",
+        _start(_WORD)
+        + rb"(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})",
+    ),
+    ("slack_token", _start(_ALNUM) + rb"xox[abprs]-[0-9A-Za-z]{1,64}-[0-9A-Za-z-]{8,255}"),
+    ("stripe_live_key", _start(_WORD) + rb"[sr]k_live_[0-9A-Za-z]{24}"),
+    ("google_api_key", _start(_WORD_DASH) + rb"AIza[0-9A-Za-z_-]{35}" + _end(_WORD_DASH)),
+    ("huggingface_token", _start(_WORD) + rb"hf_[A-Za-z]{34,40}" + _end(_WORD)),
+    (
+        "openai_api_key",
+        _start(_WORD_DASH) + rb"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,255}",
+    ),
+    (
+        "jwt",
+        _start(_WORD_DASH)
+        + rb"eyJ[A-Za-z0-9_-]{5,8192}\.eyJ[A-Za-z0-9_-]{5,8192}\.[A-Za-z0-9_-]{10}",
+    ),
+    ("bastion_token", rb"bst_[0-9A-Za-z]{72}"),
+    ("gcp_service_account", rb'"private_key_id"\s{0,16}:\s{0,16}"[0-9a-f]{40}"'),
+)
 _PATTERN = re.compile(
-    rb"(?P<private_key>-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----)"
-    rb"|(?P<aws_access_key_id>(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9]))"
-    rb"|(?P<github_token>(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}"
-    rb"|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}))"
-    rb"|(?P<slack_token>(?<![A-Za-z0-9])xox[abprs]-[0-9A-Za-z]{1,64}-[0-9A-Za-z-]{8,255})"
-    rb"|(?P<stripe_live_key>(?<![A-Za-z0-9_])[sr]k_live_[0-9A-Za-z]{24})"
-    rb"|(?P<google_api_key>(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-]))"
-    rb"|(?P<huggingface_token>(?<![A-Za-z0-9_])hf_[A-Za-z]{34,40}(?![A-Za-z0-9_]))"
-    rb"|(?P<openai_api_key>(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,255})"
-    rb"|(?P<jwt>(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,8192}\.eyJ[A-Za-z0-9_-]{5,8192}"
-    rb"\.[A-Za-z0-9_-]{10})"
-    rb"|(?P<bastion_token>(?<![A-Za-z0-9_])bst_[0-9A-Za-z]{72}(?![0-9A-Za-z]))"
-    rb'|(?P<gcp_service_account>"private_key_id"\s{0,16}:\s{0,16}"[0-9a-f]{40}")'
+    b"|".join(b"(?P<" + kind.encode() + b">" + body + b")" for kind, body in _BODIES)
 )
 _PRIVATE_KEY_FIELD = re.compile(rb'"private_key"\s{0,16}:')
 _CROCKFORD = re.compile(rb"[0-9A-HJKMNP-TV-Z]{26}")
@@ -105,15 +143,17 @@ def _confirmed(kind: str, match: re.Match[bytes], buf: bytes) -> bool:
 class SecretScanner:
     """Streaming secret finder: `feed` chunks in order; findings go to `report`.
 
-    One instance per stream; it keeps only the seam tail and reusable numpy buffers.
+    One instance per stream; it keeps only the seam tail, the recent findings (to report
+    each once) and reusable numpy buffers. Every finding is reported: the caller caps and
+    counts them. `max_findings` is accepted for compatibility and unused.
     """
 
     def __init__(self, report: Report, max_findings: int = 1000) -> None:
+        del max_findings
         self._report = report
         self._tail = b""
         self._offset = 0
         self._seen: set[tuple[str, int]] = set()
-        self._max = max_findings
         self._words = 0
         self._a: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
         self._b: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
@@ -129,8 +169,13 @@ class SecretScanner:
             seam = self._tail + chunk[:OVERLAP]
             self._scan(seam, self._offset - len(self._tail))
         self._scan(chunk, self._offset)
-        self._tail = chunk[-OVERLAP:]
+        # The last OVERLAP bytes of the stream, even when chunks are shorter than a secret.
+        self._tail = chunk[-OVERLAP:] if len(chunk) >= OVERLAP else (self._tail + chunk)[-OVERLAP:]
         self._offset += len(chunk)
+        if len(self._seen) > 4096:
+            # A match found again can only start in the seam that is still to be scanned.
+            horizon = self._offset - 2 * OVERLAP
+            self._seen = {key for key in self._seen if key[1] >= horizon}
 
     def _buffers(self, words: int) -> None:
         if words > self._words:
@@ -171,7 +216,7 @@ class SecretScanner:
             if kind is None or not _confirmed(kind, match, buf):
                 continue
             key = (kind, base + match.start())
-            if key in self._seen or len(self._seen) >= self._max:
+            if key in self._seen:
                 continue
             self._seen.add(key)
             self._report(f"secret.{kind}", f"{KINDS[kind]} found", key[1])

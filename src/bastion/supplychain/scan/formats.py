@@ -14,6 +14,7 @@ import ast
 import json
 import posixpath
 import struct
+import zlib
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -36,7 +37,13 @@ class Kind(Enum):
     JOBLIB_COMPAT = "joblib-compat"  # joblib < 0.10 "ZF" zlib files
     SAFETENSORS = "safetensors"
     ONNX_CANDIDATE = "onnx-candidate"  # protobuf field 1 varint: maybe ONNX
+    TAR = "tar"  # legacy torch.save (< 1.6) tar checkpoints: pickles inside
     OTHER = "other"  # text, protocol 0/1 pickles, anything else
+
+
+# How many leading bytes `sniff` wants: a tar header is 512 bytes, and deciding whether a
+# stream with a zlib header really is zlib takes a trial decompression of a few KiB.
+SNIFF_BYTES = 4096
 
 
 NUMPY_MAGIC = b"\x93NUMPY"
@@ -52,18 +59,65 @@ LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
 
 def _zlib_header(head: bytes) -> bool:
-    """RFC 1950: CM = 8 (deflate), window ≤ 32 KiB, and the check bits make CMF·256+FLG
-    a multiple of 31. joblib's zlib files start this way (usually `x\\x9c`)."""
+    """What joblib calls zlib: the first byte is `x` (its `_ZLIB_PREFIX`: deflate with a
+    32 KiB window), and the RFC 1950 check bits make CMF·256+FLG a multiple of 31. Other
+    RFC 1950 headers are not zlib to joblib, which would hand the raw bytes to the
+    unpickler; several of them (`(`, `8`, `H`, `X`, `h`) are pickle opcodes, so they must be
+    walked as pickles, not decompressed."""
     if len(head) < 2:
         return False
     cmf, flg = head[0], head[1]
-    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0
+    return cmf == 0x78 and (cmf * 256 + flg) % 31 == 0
 
 
-def sniff(head: bytes, max_header_bytes: int) -> tuple[Kind, str | None]:
-    """(kind, codec) from the first 16 or so bytes of a stream."""
+def _zlib_yields(head: bytes) -> bool:
+    """Whether a zlib decompressor given `head` (a stream's first `SNIFF_BYTES`, or all of
+    it when shorter) hands a loader any data.
+
+    One two-byte prefix in 1 000 passes `_zlib_header` (`x `, `80`, `(S`, ...), so plenty of
+    text does. A stream that breaks before yielding a byte cannot be loaded through zlib
+    (joblib's reader raises before its unpickler sees anything), so it is not treated as
+    compressed; one that yields data is, even if it breaks later, since what it yielded would
+    already have been unpickled. Asking for a single output byte makes zlib stop as soon as
+    there is one, so an error means nothing (at most that byte) came out first."""
+    decoder = zlib.decompressobj()
+    try:
+        out = decoder.decompress(head, 1)
+    except zlib.error:
+        return False
+    # No output and no error: the stream is still inside its first block header, which
+    # yields nothing if `head` is the whole stream.
+    return bool(out) or decoder.eof or len(head) >= SNIFF_BYTES
+
+
+def _tar_header(head: bytes) -> bool:
+    """A first 512-byte block whose checksum field matches, as `tarfile` decides (PyTorch's
+    legacy loader tries `tarfile` on every file that is not a zip)."""
+    if len(head) < 512:
+        return False
+    field = head[148:156]
+    if field[0] in (0o200, 0o377):  # base-256, as tarfile.nti decodes it
+        value = int.from_bytes(field[1:], "big")
+        if field[0] == 0o377:
+            value -= 256 ** (len(field) - 1)
+    else:
+        digits = field.split(b"\0", 1)[0].strip()
+        if not digits or any(c not in b"01234567" for c in digits):
+            return False
+        value = int(digits, 8)
+    unsigned = 256 + sum(head[:148]) + sum(head[156:512])
+    signed = 256 + sum(struct.unpack_from("148b8x356b", head))
+    return value in (unsigned, signed)
+
+
+def sniff(head: bytes) -> tuple[Kind, str | None]:
+    """(kind, codec) from the first `SNIFF_BYTES` of a stream (fewer only when the stream is
+    shorter). Safetensors is recognised over the whole header range its loader accepts; the
+    scanner's own, possibly lower, bound is then a finding, never a reason to look away."""
     if head[:4] in ZIP_MAGICS:
         return Kind.ZIP, None
+    if _tar_header(head):
+        return Kind.TAR, None
     if head.startswith(NUMPY_MAGIC):
         return Kind.NUMPY, None
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
@@ -75,11 +129,11 @@ def sniff(head: bytes, max_header_bytes: int) -> tuple[Kind, str | None]:
             return Kind.COMPRESSED, codec
     if head.startswith(LZ4_MAGIC):
         return Kind.LZ4, None
-    if _zlib_header(head):
+    if _zlib_header(head) and _zlib_yields(head[:SNIFF_BYTES]):
         return Kind.COMPRESSED, "zlib"
     if len(head) >= 9:
         (size,) = struct.unpack("<Q", head[:8])
-        if 2 <= size <= max_header_bytes and head[8:9] == b"{":
+        if 2 <= size <= SAFETENSORS_MAX_HEADER and head[8:9] == b"{":
             return Kind.SAFETENSORS, None
     if head[:1] == b"\x08":
         return Kind.ONNX_CANDIDATE, None
@@ -156,6 +210,10 @@ def read_npy_header(reader: ChunkReader, emit: Emit) -> NpyHeader | None:
 
 
 # -- safetensors -----------------------------------------------------------------------------
+
+# The safetensors loader refuses headers longer than this (`MAX_HEADER_SIZE` in its Rust
+# crate), so nothing longer is a safetensors file; `ScanLimits.max_header_bytes` may be lower.
+SAFETENSORS_MAX_HEADER = 100_000_000
 
 # dtype → bytes per element, as in the safetensors format specification.
 SAFETENSORS_DTYPES: dict[str, int] = {
@@ -292,24 +350,26 @@ def parse_onnx(data: bytes) -> Any | None:
     return model
 
 
-def _external_locations(model: Any) -> list[str]:
-    """Every `location` of tensors stored outside the model file (initializers, sparse
-    initializers and tensor attributes, in every subgraph and function)."""
+def _external_tensors(model: Any) -> list[Any]:
+    """Every tensor stored outside the model file (initializers, sparse initializers and
+    tensor attributes, dense or sparse, in every subgraph and function)."""
     import onnx
 
-    found: list[str] = []
+    found: list[Any] = []
 
     def tensor(t: Any) -> None:
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            entries = {e.key: e.value for e in t.external_data}
-            found.append(entries.get("location", ""))
+            found.append(t)
+
+    def sparse(s: Any) -> None:
+        tensor(s.values)
+        tensor(s.indices)
 
     def graph(g: Any) -> None:
         for t in g.initializer:
             tensor(t)
         for s in g.sparse_initializer:
-            tensor(s.values)
-            tensor(s.indices)
+            sparse(s)
         for node in g.node:
             nodes(node)
 
@@ -319,6 +379,10 @@ def _external_locations(model: Any) -> list[str]:
                 tensor(attr.t)
             for t in attr.tensors:
                 tensor(t)
+            if attr.HasField("sparse_tensor"):
+                sparse(attr.sparse_tensor)
+            for s in attr.sparse_tensors:
+                sparse(s)
             if attr.HasField("g"):
                 graph(attr.g)
             for g in attr.graphs:
@@ -331,14 +395,43 @@ def _external_locations(model: Any) -> list[str]:
     return found
 
 
+def _location(t: Any) -> str:
+    return str({e.key: e.value for e in t.external_data}.get("location", ""))
+
+
+def _for_checker(model: Any, external: list[Any]) -> Any:
+    """A copy of `model` that `onnx.checker` can judge without touching the file system.
+
+    Given a `ModelProto`, the checker resolves external data locations against the process's
+    working directory and fails when no such file is there: every model with external data
+    would be refused (or accepted, depending on where the scanner runs), and the checker
+    would `stat` paths an uploader chose. The scanner checks locations itself, against the
+    files of the scan; the checker gets each external tensor as an empty one instead (dims
+    do not matter to it without shape inference, which `check_model` does not run)."""
+    import onnx
+
+    if not external:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for t in _external_tensors(copy):
+        t.data_location = onnx.TensorProto.DEFAULT
+        del t.external_data[:]
+        del t.dims[:]
+        t.dims.append(0)
+    return copy
+
+
 def check_onnx(model: Any, emit: Emit, *, directory: str, siblings: frozenset[str] | None) -> None:
     """ONNX checks: the model passes `onnx.checker`; only ONNX Runtime's own operator domains
     (or the model's local functions); external tensor data only in plain relative files next
-    to the model that are part of the same scan (no `..`, absolute paths or missing files)."""
+    to the model that are part of the same scan (no `..`, absolute paths or missing files).
+    `siblings` None means the files around the model are unknown (not checked)."""
     import onnx
 
+    external = _external_tensors(model)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_for_checker(model, external))
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as error:
         emit("onnx.invalid", f"onnx.checker rejects the model: {str(error)[:200]}", None)
     local = {f.domain for f in model.functions}
@@ -349,12 +442,14 @@ def check_onnx(model: Any, emit: Emit, *, directory: str, siblings: frozenset[st
                 f"operator domain {opset.domain[:100]!r} needs a custom-op library",
                 None,
             )
-    for location in _external_locations(model):
+    for location in sorted({_location(t) for t in external}):
         if (
             not location
             or "\\" in location
-            or "\x00" in location
+            or "*" in location  # ONNX Runtime reads "*/_ORT_MEM_ADDR_/*" as a memory address
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in location)
             or location.startswith("/")
+            or (len(location) > 1 and location[1] == ":")
             or posixpath.normpath(location) != location
             or ".." in location.split("/")
         ):

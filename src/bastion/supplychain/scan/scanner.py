@@ -16,8 +16,10 @@ announce (`formats.sniff`; never the file name):
   `.npy`), or any other zip, whose members are scanned like files (nested up to a depth);
 * `.npy`: header checked, data length exact, object arrays walked as pickles;
 * safetensors: header and data layout; ONNX: `onnx.checker`, operator domains, external data;
-* anything else (text, config, unknown binaries) is only secret-scanned, and a top-level file
-  that is also a valid zip (a polyglot) is refused.
+* tar archives (PyTorch's legacy `torch.save` format, whose members are unpickled) cannot be
+  verified and are refused;
+* anything else (text, config, unknown binaries) is only secret-scanned, and a file or archive
+  member that is also a valid zip (a polyglot) is refused.
 
 Findings never stop the scan of other files, so a report lists everything wrong at once.
 `ScanError` is only for a path that cannot be read at all.
@@ -25,11 +27,14 @@ Findings never stop the scan of other files, so a report lists everything wrong 
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import lzma
 import os
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -55,10 +60,11 @@ from bastion.supplychain.scan.streams import (
     CountingReader,
     DecompressingReader,
     LimitExceeded,
+    TailKeeper,
     Truncated,
 )
 
-_HEAD = 16
+_HEAD = formats.SNIFF_BYTES
 _TORCH_FIXED = frozenset(
     {
         "version",
@@ -169,7 +175,7 @@ class Scanner:
                 self._scan_entry(path / rel, rel, kind, siblings) for rel, kind in entries
             )
         elif stat.S_ISREG(info.st_mode):
-            files = (self.scan_file(path, path.name),)
+            files = (self.scan_file(path, path.name, siblings=frozenset({path.name})),)
         elif stat.S_ISLNK(info.st_mode):
             raise ScanError(
                 f"{path} is a symlink; scan what it points to", code="scan.unsupported_path"
@@ -184,9 +190,13 @@ class Scanner:
     def scan_file(
         self, path: Path, name: str, *, siblings: frozenset[str] | None = None
     ) -> FileReport:
-        """Scan one regular file (opened without following symlinks) reported as `name`."""
+        """Scan one regular file (opened without following symlinks) reported as `name`.
+        `siblings` are the names of the files scanned with it (ONNX external data must be one
+        of them); None when unknown."""
+        # O_NONBLOCK: a FIFO swapped in after the directory walk must not hang the open.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, flags)
         except OSError as error:
             raise ScanError(
                 f"cannot open {name}: {error.strerror}", code="scan.unreadable"
@@ -202,10 +212,11 @@ class Scanner:
                 ) from error
 
     def scan_bytes(self, data: bytes, name: str = "data") -> FileReport:
-        """Scan an in-memory artifact (tests, API callers holding bytes)."""
+        """Scan an in-memory artifact (tests, API callers holding bytes) on its own: nothing
+        else is part of the scan (ONNX external data is then missing)."""
         import io
 
-        return self._scan_top(io.BytesIO(data), name, None)
+        return self._scan_top(io.BytesIO(data), name, frozenset({name}))
 
     # -- the directory walk ----------------------------------------------------------------
 
@@ -304,7 +315,7 @@ class Scanner:
         """Check one stream. `f` is a seekable handle on the same bytes when one exists (a
         top-level file or a spooled member); without it, random-access formats are spooled."""
         head = reader.peek(_HEAD)
-        kind, codec = formats.sniff(head, self.limits.max_header_bytes)
+        kind, codec = formats.sniff(head)
         if kind in (Kind.ZIP, Kind.ONNX_CANDIDATE):
             if f is None:
                 with _Spool(reader, self._scratch) as spooled:
@@ -318,7 +329,19 @@ class Scanner:
             return self._pickle(reader, s)
         if kind is Kind.COMPRESSED:
             assert codec is not None
-            return self._compressed(reader, codec, s)
+            if head[0] not in OPCODE_BYTES:
+                return self._compressed(reader, codec, s)
+            # bz2's "BZh" and lzma's "]" are also pickle opcodes: joblib decompresses such a
+            # file, pickle.load reads its raw bytes as opcodes. Both readings must be clean.
+            if f is None:
+                with _Spool(reader, self._scratch) as spooled:
+                    fmt = self._compressed(self._reader(spooled), codec, s)
+                    self._raw_pickle(spooled, s)
+                    return fmt
+            fmt = self._compressed(reader, codec, s)
+            reader.drain()
+            self._raw_pickle(f, s)
+            return fmt
         if kind is Kind.LZ4:
             s.emit(
                 "joblib.unsupported_compression",
@@ -333,10 +356,32 @@ class Scanner:
                 0,
             )
             return ArtifactFormat.JOBLIB
+        if kind is Kind.TAR:
+            s.emit(
+                "tar.unsupported",
+                "tar archives (legacy torch.save checkpoints, whose members are unpickled) "
+                "cannot be verified; re-save in a current format",
+                0,
+            )
+            return ArtifactFormat.UNKNOWN
         if kind is Kind.SAFETENSORS:
             formats.check_safetensors(reader, s.emit, max_header_bytes=self.limits.max_header_bytes)
             return ArtifactFormat.SAFETENSORS
         return self._probe(reader, s, ArtifactFormat.PICKLE)
+
+    def _reader(self, f: BinaryIO) -> ChunkReader:
+        """A second, sink-less reader over bytes whose digest and secrets were already taken."""
+        f.seek(0)
+        return ChunkReader(f, (), self.limits.chunk_size)
+
+    def _raw_pickle(self, f: BinaryIO, s: _Stream) -> None:
+        """Walk the raw bytes of a compressed file as plain `pickle.load` would."""
+        if self._probe(self._reader(f), s, ArtifactFormat.PICKLE) is ArtifactFormat.PICKLE:
+            s.emit(
+                "polyglot.pickle",
+                "the compressed file is also a pickle that pickle.load would run",
+                0,
+            )
 
     def _random_access(self, f: BinaryIO, kind: Kind, s: _Stream) -> ArtifactFormat:
         f.seek(0, os.SEEK_END)
@@ -475,8 +520,17 @@ class Scanner:
         with archive:
             if not archives.check_structure(f, archive, size, s.emit, self.limits):
                 return ArtifactFormat.ZIP
+            if s.depth >= self.limits.max_nesting_depth:
+                # Whatever the layout: skops files may hold `.npz` members, which may be
+                # skops files again, so only a depth bound keeps nesting (and recursion) finite.
+                s.emit(
+                    "zip.nesting_exceeded",
+                    f"archives nested deeper than {self.limits.max_nesting_depth}",
+                    None,
+                )
+                return ArtifactFormat.ZIP
             infos = [i for i in archive.infolist() if not i.filename.endswith("/")]
-            names = {i.filename for i in infos}
+            names = frozenset(i.filename for i in infos)
             if "schema.json" in names:
                 return self._skops(f, archive, infos, size, s)
             prefixes = {n.split("/", 1)[0] for n in names}
@@ -488,15 +542,8 @@ class Scanner:
                 for info in infos:
                     self._member(archive, info, s, expect=Kind.NUMPY)
                 return ArtifactFormat.NUMPY_ZIP
-            if s.depth >= self.limits.max_nesting_depth:
-                s.emit(
-                    "zip.nesting_exceeded",
-                    f"archives nested deeper than {self.limits.max_nesting_depth}",
-                    None,
-                )
-                return ArtifactFormat.ZIP
             for info in infos:
-                self._member(archive, info, s)
+                self._member(archive, info, s, siblings=names)
             return ArtifactFormat.ZIP
 
     def _member(
@@ -508,19 +555,33 @@ class Scanner:
         expect: Kind | None = None,
         check: bool = True,
         mode: Mode | None = None,
+        siblings: frozenset[str] | None = None,
     ) -> WalkResult | None:
-        """Read one member completely (which checks its CRC), secret-scan it, and unless
-        `check` is False check its content like a file (or as a pickle in `mode`)."""
+        """Read one member completely, secret-scan it, unless `check` is False check its
+        content like a file (or as a pickle in `mode`), then check its CRC. `siblings` are
+        the archive's member names, for ONNX external data.
+
+        `zipfile` checks the CRC itself, raising on the very read that returns the last
+        bytes, so the content of a member with a bad CRC (which PyTorch loads regardless,
+        CVE-2025-10156) would never be checked. It is handed an entry without a CRC, and
+        the CRC is computed here instead, so a bad one is a finding of its own."""
         m = s.member(info.filename)
+        if siblings is not None:
+            m.directory = info.filename.rpartition("/")[0]
+            m.siblings = siblings
         secrets = SecretScanner(m.emit)
+        tail = TailKeeper(archives.POLYGLOT_TAIL)
+        crc = _Crc()
+        unchecked = copy.copy(info)
+        del unchecked.CRC  # zipfile skips its check for entries without one
         result: WalkResult | None = None
         try:
-            with archive.open(info) as raw:
+            with archive.open(unchecked) as raw:
                 reader = ChunkReader(
-                    CountingReader(raw, s.budget), (secrets,), self.limits.chunk_size
+                    CountingReader(raw, s.budget), (secrets, tail, crc), self.limits.chunk_size
                 )
                 if expect is not None:
-                    kind, _ = formats.sniff(reader.peek(_HEAD), self.limits.max_header_bytes)
+                    kind, _ = formats.sniff(reader.peek(_HEAD))
                     if kind is not expect:
                         m.emit("zip.unexpected_member", f"member is not {expect.value} data", 0)
                         check = False
@@ -528,14 +589,35 @@ class Scanner:
                     result = self._walk_pickle(reader, m.emit, mode)
                     self._after_stop(reader, result, m)
                 elif check:
-                    self._dispatch(None, reader, m)
+                    fmt = self._dispatch(None, reader, m)
+                    reader.drain()
+                    if fmt not in _ZIP_FORMATS and archives.ends_like_zip(tail.tail):
+                        m.emit(
+                            "polyglot.zip",
+                            f"the {fmt.value} member also ends like a zip archive: a loader "
+                            "that opens it as a zip would read different content",
+                            None,
+                        )
                 reader.drain()
+            if crc.value != info.CRC:
+                m.emit(
+                    "zip.bad_crc",
+                    f"the member's CRC-32 is {crc.value:08x}, its entry says {info.CRC:08x}",
+                    None,
+                )
         except zipfile.BadZipFile as error:
             m.emit(
                 "zip.bad_crc" if "CRC" in str(error) else "zip.malformed", str(error)[:200], None
             )
         except (EOFError, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as error:
             m.emit("zip.malformed", f"member cannot be read ({error})"[:200], None)
+        except (zlib.error, lzma.LZMAError) as error:
+            m.emit("zip.malformed", f"member data cannot be decompressed ({error})"[:200], None)
+        except OSError as error:
+            if error.errno is not None:
+                raise  # a real I/O error on the archive: the scan cannot go on
+            # bz2 reports corrupt data as an OSError without errno
+            m.emit("zip.malformed", f"member data cannot be decompressed ({error})"[:200], None)
         except LimitExceeded as error:
             m.emit(
                 "zip.limit_exceeded",
@@ -633,6 +715,18 @@ _ZIP_FORMATS = frozenset(
         ArtifactFormat.NUMPY_ZIP,
     }
 )
+
+
+class _Crc:
+    """A sink computing the CRC-32 of what flows through it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
 
 
 class _ReadSome:

@@ -326,6 +326,11 @@ class DecompressingReader:
     Mirrors joblib's readers: when one stream ends and input remains, a new stream starts.
     Corrupt input raises `CorruptStream`; input that ends mid-stream raises `Truncated` with
     the decompressed offset; output past the budget raises `LimitExceeded`.
+
+    `read(size)` returns `size` bytes unless the stream ends first, however many streams
+    that takes: a file of thousands of tiny concatenated streams must not turn into as many
+    tiny chunks (secrets would straddle them, and each chunk costs a seam scan). An error met
+    after some output is raised by the next call, so the output before it is still checked.
     """
 
     def __init__(
@@ -340,10 +345,30 @@ class DecompressingReader:
         self._pending = b""
         self._out = 0
         self._done = False
+        self._error: Exception | None = None
 
     def read(self, size: int = -1, /) -> bytes:
         if size < 0:
             size = self._chunk
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        parts: list[bytes] = []
+        have = 0
+        try:
+            while have < size:
+                out = self._read_some(size - have)
+                if not out:
+                    break
+                parts.append(out)
+                have += len(out)
+        except (CorruptStream, Truncated, LimitExceeded) as error:
+            if not parts:
+                raise
+            self._error = error
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_some(self, size: int) -> bytes:
         while not self._done:
             if self._dec.eof:
                 rest = self._dec.unused_data or self._src.read(self._chunk)
