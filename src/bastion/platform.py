@@ -35,7 +35,16 @@ from bastion.identity import (
 )
 from bastion.ledger import AuditLog, TransparencyLog
 from bastion.ledger.note import signer_from_seed
-from bastion.registry import DatasetService, ModelService, SignatureService, Staging
+from bastion.policy import PolicyService
+from bastion.registry import (
+    ApprovalService,
+    AttestationService,
+    DatasetService,
+    GateChecks,
+    ModelService,
+    SignatureService,
+    Staging,
+)
 from bastion.store.blobs import open_blob_store
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
@@ -65,6 +74,10 @@ class Platform:
     datasets: DatasetService
     models: ModelService
     signatures: SignatureService
+    policy: PolicyService
+    gates: GateChecks
+    approvals: ApprovalService
+    attestations: AttestationService
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -140,6 +153,14 @@ class Platform:
             database=database, audit=audit, authorizer=authorizer, tokens=tokens, clock=clock
         )
         blobs = SealedBlobStore(open_blob_store(settings.resolved_blob_url), cipher, keystore)
+        policy = PolicyService(
+            database=database,
+            audit=audit,
+            authorizer=authorizer,
+            clock=clock,
+            cache_seconds=settings.policy_cache_seconds,
+        )
+        signing_seed = keystore.named_key(MODEL_SIGNING_KEY)
         staging = Staging(
             database=database,
             authorizer=authorizer,
@@ -158,7 +179,9 @@ class Platform:
             clock=clock,
             allowlist=AllowList.load(settings.scan_allowlist),
             scratch=settings.home / "scratch",
+            policy=policy,
         )
+        gates = GateChecks(database=database, authorizer=authorizer, policy=policy, clock=clock)
         return cls(
             settings=settings,
             clock=clock,
@@ -182,6 +205,7 @@ class Platform:
                 staging=staging,
                 clock=clock,
                 max_bytes=settings.max_dataset_bytes,
+                policy=policy,
             ),
             models=models,
             signatures=SignatureService(
@@ -190,7 +214,26 @@ class Platform:
                 authorizer=authorizer,
                 models=models,
                 clock=clock,
-                signing_seed=keystore.named_key(MODEL_SIGNING_KEY),
+                signing_seed=signing_seed,
+                policy=policy,
+            ),
+            policy=policy,
+            gates=gates,
+            approvals=ApprovalService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                policy=policy,
+                gates=gates,
+                clock=clock,
+                ttl=timedelta(days=settings.approval_ttl_days),
+            ),
+            attestations=AttestationService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                clock=clock,
+                signing_seed=signing_seed,
             ),
         )
 

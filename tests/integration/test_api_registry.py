@@ -56,7 +56,11 @@ def _upload(client: TestClient, actor: Actor, files: dict[str, bytes]) -> str:
 
 
 def _register(client: TestClient, actor: Actor, upload_id: str, **extra: object) -> object:
-    body = {"upload_id": upload_id, "create_model": {"name": "tree"}, **extra}
+    body = {
+        "upload_id": upload_id,
+        "create_model": {"name": "tree", "purpose": "testing"},
+        **extra,
+    }
     return client.post("/v1/models/tree/versions", headers=actor.headers, json=body)
 
 

@@ -88,6 +88,7 @@ def test_lifecycle_and_reference_interop(
     made = cli(
         "model", "register", "--name", "forest", "--file", str(model_dir),
         "--dataset", "loans@1", "--metric", "auc=0.93", "--framework", "scikit-learn",
+        "--purpose", "credit-scoring",
         "--json", token=dev,
     )  # fmt: skip
     assert made.code == 0, made.err

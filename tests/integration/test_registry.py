@@ -337,15 +337,16 @@ def test_tampered_ciphertext_is_never_served(
 def test_aliases_tags_and_status(platform: Platform, dev: Caller, model_dir: Path) -> None:
     _register(platform, dev, model_dir)
     _register(platform, dev, model_dir)
-    platform.models.set_alias(dev, "scorer", "champion", 1)
-    platform.models.set_alias(dev, "scorer", "champion", 2)
-    assert platform.models.version(dev, "scorer", "champion").version == 2
-    assert platform.models.get(dev, "scorer").aliases == {"champion": 2}
+    # `candidate` is not a promotion alias (the default bundle gates only `champion`).
+    platform.models.set_alias(dev, "scorer", "candidate", 1)
+    platform.models.set_alias(dev, "scorer", "candidate", 2)
+    assert platform.models.version(dev, "scorer", "candidate").version == 2
+    assert platform.models.get(dev, "scorer").aliases == {"candidate": 2}
     with pytest.raises(InvalidInput):
         platform.models.set_alias(dev, "scorer", "7", 1)
-    platform.models.remove_alias(dev, "scorer", "champion")
+    platform.models.remove_alias(dev, "scorer", "candidate")
     with pytest.raises(NotFound):
-        platform.models.version(dev, "scorer", "champion")
+        platform.models.version(dev, "scorer", "candidate")
     tags = platform.models.set_tags(dev, "scorer", "1", {"team": "risk"})
     assert tags == {"team": "risk"}
     assert platform.models.set_tags(dev, "scorer", "1", {}, remove=["team"]) == {}
@@ -353,7 +354,7 @@ def test_aliases_tags_and_status(platform: Platform, dev: Caller, model_dir: Pat
     with pytest.raises(Conflict):
         platform.models.set_status(dev, "scorer", 1, "registered")
     with pytest.raises(Conflict):
-        platform.models.set_alias(dev, "scorer", "champion", 1)
+        platform.models.set_alias(dev, "scorer", "candidate", 1)
     kinds = {e["type"] for e in _events(platform, "registry.alias.set")}
     assert kinds == {"registry.alias.set"}
 

@@ -10,7 +10,7 @@ import bastion
 from bastion.api.deps import PERMISSION_KEY
 from bastion.api.errors import install_error_handlers
 from bastion.api.middleware import EdgeMiddleware
-from bastion.api.routes import audit, auth, health, keys, registry
+from bastion.api.routes import audit, auth, health, keys, policy, registry
 from bastion.platform import Platform
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
@@ -31,6 +31,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(keys.router)
     app.include_router(registry.router)
+    app.include_router(policy.router)
     _document_security(app)
     _check_routes(app)
     app.add_middleware(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import bastion
+from bastion.cli import policy as policy_cli
 from bastion.cli import registry as registry_cli
 from bastion.cli import scan as scan_cli
 from bastion.cli import signature as signature_cli
@@ -48,6 +49,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 scan_cli.register(app)
 registry_cli.register(app)
+policy_cli.register(app)
 signature_cli.register(app)
 
 

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     upload_ttl_seconds: int = Field(
         default=24 * 3600, gt=0, description="How long a staged, uncommitted upload is kept"
     )
+    approval_ttl_days: int = Field(
+        default=30, gt=0, le=3650, description="How long an approval counts before it expires"
+    )
+    policy_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="How long a replica trusts its idea of the active policy bundle",
+    )
     scan_allowlist: Path | None = Field(
         default=None,
         description="Operator allow-list file merged over the packaged scanner allow-list",

@@ -47,6 +47,7 @@ class Permission(StrEnum):
     ARTIFACT_UPLOAD = "artifact.upload"
     ARTIFACT_READ = "artifact.read"  # fetch model bytes: counted and logged (model theft)
     APPROVAL_GRANT = "approval.grant"
+    ATTESTATION_WRITE = "attestation.write"
     POLICY_READ = "policy.read"
     POLICY_MANAGE = "policy.manage"
     DEPLOY_READ = "deploy.read"
@@ -88,6 +89,7 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.PRIVACY_MANAGE,
         Permission.MODEL_READ,
         Permission.APPROVAL_GRANT,
+        Permission.ATTESTATION_WRITE,
         Permission.POLICY_READ,
     },
     Role.MODEL_DEVELOPER: SELF_SERVICE
@@ -96,6 +98,7 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.MODEL_READ,
         Permission.MODEL_WRITE,
         Permission.MODEL_SIGN,
+        Permission.ATTESTATION_WRITE,
         Permission.ARTIFACT_UPLOAD,
         Permission.ARTIFACT_READ,
         Permission.POLICY_READ,

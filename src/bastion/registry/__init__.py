@@ -6,6 +6,13 @@ Every change is a ledger entry written in the same transaction as the change. Im
 `bastion.store` and below; never the API, CLI or platform.
 """
 
+from bastion.registry.approvals import (
+    Approval,
+    ApprovalService,
+    Attestation,
+    AttestationService,
+    GateChecks,
+)
 from bastion.registry.datasets import DatasetService
 from bastion.registry.models import ModelService, ModelSpec, VersionSpec, local_environment
 from bastion.registry.records import (
@@ -26,11 +33,16 @@ from bastion.registry.signatures import SignatureService
 from bastion.registry.staging import StagedFile, Staging, Upload
 
 __all__ = [
+    "Approval",
+    "ApprovalService",
     "ArtifactFile",
+    "Attestation",
+    "AttestationService",
     "Classification",
     "Dataset",
     "DatasetRef",
     "DatasetService",
+    "GateChecks",
     "LineageLink",
     "LineageRole",
     "Model",

@@ -24,6 +24,8 @@ from bastion.core.errors import Conflict, InvalidInput, NotFound, TooLarge
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
+from bastion.policy import PolicyService
+from bastion.registry.gates import dataset_doc
 from bastion.registry.records import (
     Classification,
     Dataset,
@@ -55,7 +57,9 @@ class DatasetService:
         staging: Staging,
         clock: Clock,
         max_bytes: int,
+        policy: PolicyService,
     ) -> None:
+        self._policy = policy
         self._db = database
         self._audit = audit
         self._authz = authorizer
@@ -174,7 +178,7 @@ class DatasetService:
         upload_id: str | None,
     ) -> Dataset:
         now = self._clock.now()
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             latest = session.scalars(
                 sa.select(DatasetRow)
                 .where(DatasetRow.name == name)
@@ -208,6 +212,13 @@ class DatasetService:
                 created_at=now,
                 created_by=caller.principal_id,
             )
+            _, decision_id = self._policy.decide(
+                session,
+                caller,
+                "dataset_register",
+                dataset_id,
+                self._policy.envelope("dataset_register", caller, dataset=dataset_doc(row, now)),
+            )
             session.add(row)
             session.add_all(
                 RegistryTagRow(subject_id=dataset_id, key=k, value=v) for k, v in tags.items()
@@ -229,6 +240,7 @@ class DatasetService:
                         "retention_days": retention_days,
                         "stored": blob_key is not None,
                         "columns": len(schema),
+                        "decision_id": decision_id,
                     },
                 ),
             )

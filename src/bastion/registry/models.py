@@ -39,7 +39,9 @@ from bastion.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
+from bastion.policy import PolicyService
 from bastion.registry.datasets import _tags, find_dataset
+from bastion.registry.gates import gate_version
 from bastion.registry.openlineage import LineageRun
 from bastion.registry.records import (
     MLBOM_PATH,
@@ -128,7 +130,9 @@ class ModelService:
         clock: Clock,
         allowlist: AllowList,
         scratch: Path,
+        policy: PolicyService,
     ) -> None:
+        self._policy = policy
         self._db = database
         self._audit = audit
         self._authz = authorizer
@@ -305,7 +309,7 @@ class ModelService:
         create: ModelSpec | None,
     ) -> ModelVersion:
         now = self._clock.now()
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             model = session.scalars(
                 sa.select(ModelRow).where(ModelRow.name == name).with_for_update()
             ).first()
@@ -392,6 +396,10 @@ class ModelService:
                 RegistryTagRow(subject_id=version_id, key=k, value=v)
                 for k, v in (spec.tags or {}).items()
             )
+            session.flush()
+            decision_id = gate_version(
+                self._policy, session, caller, "model_register", model, row, now
+            )
             self._staging.close(session, tree.upload_id, "committed")
             self._audit.append(
                 session,
@@ -416,6 +424,7 @@ class ModelService:
                             for d, role in datasets
                         ],
                         "scan": {"clean": True, "allowlist_version": report.allowlist_version},
+                        "decision_id": decision_id,
                     },
                 ),
             )
@@ -467,7 +476,7 @@ class ModelService:
                 f"status must be one of {', '.join(s.value for s in VersionStatus)}",
                 code="registry.bad_status",
             ) from None
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             model = _find_model(session, name)
             row = find_version(session, model, ref, lock=True)
             before = row.status
@@ -476,6 +485,16 @@ class ModelService:
                     f"{name}@{row.version} is archived; archived versions stay archived",
                     code="registry.bad_transition",
                 )
+            decision_id = gate_version(
+                self._policy,
+                session,
+                caller,
+                "version_status",
+                model,
+                row,
+                self._clock.now(),
+                change={"before": before, "after": target.value},
+            )
             row.status = target.value
             row.updated_at = self._clock.now()
             self._audit.append(
@@ -488,6 +507,7 @@ class ModelService:
                         "version": row.version,
                         "before": before,
                         "after": target.value,
+                        "decision_id": decision_id,
                     },
                 ),
             )
@@ -498,12 +518,31 @@ class ModelService:
     def set_alias(self, caller: Caller, name: str, alias: str, ref: str | int) -> ModelVersion:
         self._authz.authorize(caller, Permission.MODEL_WRITE)
         check_alias(alias)
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             model = _find_model(session, name, lock=True)
             row = find_version(session, model, ref)
             if row.status == VersionStatus.ARCHIVED.value:
                 raise Conflict(f"{name}@{row.version} is archived", code="registry.bad_transition")
             existing = session.get(ModelAliasRow, (model.id, alias), with_for_update=True)
+            previous = (
+                session.scalar(
+                    sa.select(ModelVersionRow.version).where(
+                        ModelVersionRow.id == existing.version_id
+                    )
+                )
+                if existing is not None
+                else None
+            )
+            decision_id = gate_version(
+                self._policy,
+                session,
+                caller,
+                "alias_set",
+                model,
+                row,
+                self._clock.now(),
+                alias={"name": alias, "previous_version": previous},
+            )
             before = None
             if existing is None:
                 session.add(
@@ -529,7 +568,13 @@ class ModelService:
                 caller.event(
                     "registry.alias.set",
                     model.id,
-                    {"model": name, "alias": alias, "version": row.version, "before": before},
+                    {
+                        "model": name,
+                        "alias": alias,
+                        "version": row.version,
+                        "before": before,
+                        "decision_id": decision_id,
+                    },
                 ),
             )
             session.flush()

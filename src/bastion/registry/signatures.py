@@ -25,6 +25,8 @@ from bastion.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
+from bastion.policy import PolicyService
+from bastion.registry.gates import gate_version
 from bastion.registry.models import ModelService, _find_model, find_version
 from bastion.registry.records import (
     SignatureRecord,
@@ -61,7 +63,9 @@ class SignatureService:
         models: ModelService,
         clock: Clock,
         signing_seed: bytes,
+        policy: PolicyService,
     ) -> None:
+        self._policy = policy
         self._db = database
         self._audit = audit
         self._authz = authorizer
@@ -182,7 +186,7 @@ class SignatureService:
         version, files = self._load(name, ref)
         digests = self._rehash_all(name, version, files)
         bundle = self._signer.sign(name, digests)
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             key = self._platform_key(session, caller)
             if key.revoked_at is not None:
                 raise Conflict(
@@ -207,7 +211,7 @@ class SignatureService:
                 "the signature does not verify under any trusted signer key",
                 details={"problems": problems[:50]},
             )
-        with self._db.transaction() as session:
+        with self._policy.enforcing(caller), self._db.transaction() as session:
             key = session.get(SignerKeyRow, key_row.id)
             assert key is not None
             return self._store(session, caller, name, version, bundle, key)
@@ -221,6 +225,15 @@ class SignatureService:
         bundle: bytes,
         key: SignerKeyRow,
     ) -> SignatureRecord:
+        decision_id = gate_version(
+            self._policy,
+            session,
+            caller,
+            "model_sign",
+            _find_model(session, name),
+            version,
+            self._clock.now(),
+        )
         row = ModelSignatureRow(
             id=new_id("sig"),
             version_id=version.id,
@@ -246,6 +259,7 @@ class SignatureService:
                     "artifact_digest": version.artifact_digest,
                     "mlbom_digest": version.mlbom_digest,
                     "bundle_sha256": _sha256(bundle),
+                    "decision_id": decision_id,
                 },
             ),
         )

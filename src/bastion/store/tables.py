@@ -323,3 +323,76 @@ class ArtifactDownloadRow(Base):
     principal_id: Mapped[str] = mapped_column(sa.String(40), index=True)
     size: Mapped[int] = mapped_column(sa.BigInteger)
     at: Mapped[datetime]
+
+
+class PolicyBundleRow(Base):
+    """An applied policy bundle. The active one is the highest version; none means the
+    packaged default. Rows are never changed: going back means applying the old content."""
+
+    __tablename__ = "policy_bundles"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, unique=True)
+    digest: Mapped[str] = mapped_column(sa.String(71))
+    files: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    tests: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    applied_at: Mapped[datetime]
+    applied_by: Mapped[str] = mapped_column(sa.String(40))
+
+
+class PolicyDecisionRow(Base):
+    """One gate decision with the exact input it was made on (its digest is in the ledger)."""
+
+    __tablename__ = "policy_decisions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    gate: Mapped[str] = mapped_column(sa.String(32), index=True)
+    subject: Mapped[str] = mapped_column(sa.String(128), index=True)
+    allow: Mapped[bool]
+    reasons: Mapped[list[str]] = mapped_column(sa.JSON)
+    bundle_digest: Mapped[str] = mapped_column(sa.String(71))
+    bundle_version: Mapped[int | None]
+    input_digest: Mapped[str] = mapped_column(sa.String(71))
+    input: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    actor: Mapped[str] = mapped_column(sa.String(40))
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApprovalRow(Base):
+    """One approver's approval of one version's exact artifact digest, for one purpose."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    version_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id"), index=True
+    )
+    artifact_digest: Mapped[str] = mapped_column(sa.String(71))
+    purpose: Mapped[str] = mapped_column(sa.String(32))
+    approver_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    approver_name: Mapped[str] = mapped_column(sa.String(128))
+    approver_roles: Mapped[list[str]] = mapped_column(sa.JSON)
+    comment: Mapped[str] = mapped_column(sa.String(2000))
+    decision_id: Mapped[str] = mapped_column(sa.String(40))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(40))
+    revoke_reason: Mapped[str | None] = mapped_column(sa.String(2000))
+
+
+class AttestationRow(Base):
+    """A signed in-toto statement about a version (validation results, audits, ...)."""
+
+    __tablename__ = "attestations"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    version_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id"), index=True
+    )
+    subject_digest: Mapped[str] = mapped_column(sa.String(71))
+    predicate_type: Mapped[str] = mapped_column(sa.String(256), index=True)
+    envelope: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    signer_key_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("signer_keys.id"))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(40))
