@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class CompiledPolicy:
             )
         except RegoError as error:
             raise PolicyError(
-                f"the policy bundle does not compile: {_short(str(error))}", code="policy.syntax"
+                f"the policy bundle does not compile: {rego_error_text(str(error))}",
+                code="policy.syntax",
             ) from error
         if not compiled.ok():
             raise PolicyError("the policy bundle does not compile", code="policy.syntax")
@@ -148,7 +150,7 @@ class CompiledPolicy:
                 failed = not output.ok()
                 raw = str(output)
         except RegoError as error:
-            return deny(f"the policy failed to evaluate: {_short(str(error))}")
+            return deny(f"the policy failed to evaluate: {rego_error_text(str(error))}")
         except Exception as error:  # noqa: BLE001 - regopy's own output parsing can fail too
             # regopy writes strings into its JSON output unescaped, so a result holding a
             # quote or backslash does not parse (a JSONDecodeError from inside regopy).
@@ -175,6 +177,16 @@ class CompiledPolicy:
         if not unique:
             unique = (f"gate {gate}: no rule allowed it",)
         return Decision(gate, False, unique, self.digest, digest, self.version)
+
+
+_REGO_ERROR = re.compile(r"\(error \d+:([^|\s]*)\|(\d+)\|\d+\s*\(errormsg \d+:([^)]*)\)")
+
+
+def rego_error_text(text: str) -> str:
+    """rego-cpp's error AST (`(rego-errorseq (error 9:file|38|2 (errormsg 16:...)))`) as
+    `file (offset 38): message; ...`, or the raw text shortened when it has no such shape."""
+    found = [f"{f} (offset {o}): {m.strip()}" for f, o, m in _REGO_ERROR.findall(text)]
+    return _short("; ".join(found) if found else text)
 
 
 def _short(text: str) -> str:

@@ -21,6 +21,11 @@ from bastion.policy.engine import Decision
 from bastion.policy.errors import PolicyError
 
 TIMEOUT_SECONDS = 120.0
+_CRASHED = (
+    "the policy engine (rego-cpp) died on this test or its module; rego-cpp 1.5.2 cannot "
+    "evaluate `with input as {...}` over rules that call rules: override input fields one "
+    "by one (`with input.x as v`, with `v` a local variable)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +113,13 @@ def run_tests(bundle: PolicyBundle, *, timeout: float = TIMEOUT_SECONDS) -> Test
             todo = todo[len(got) :]
             if done or not todo:
                 break
-            _, package, rule = todo[0]
-            results.append(
-                TestResult(
-                    package,
-                    rule,
-                    "crashed",
-                    "the policy engine (rego-cpp) died on this test or its module; rego-cpp "
-                    "1.5.2 cannot evaluate `with input as {...}` over rules that call rules: "
-                    "override input fields one by one (`with input.x as ...`)",
-                )
+            # Nothing reported: the module killed the engine while compiling, so every one
+            # of its tests would; otherwise the test it stopped on did, and the rest resume.
+            victims = todo if not got else todo[:1]
+            results.extend(
+                TestResult(package, rule, "crashed", _CRASHED) for _, package, rule in victims
             )
-            todo = todo[1:]
+            todo = todo[len(victims) :]
     order = {(p, r): i for i, (_, p, r) in enumerate(rules)}
     return TestReport(tuple(sorted(results, key=lambda r: order[(r.package, r.rule)])))
 
