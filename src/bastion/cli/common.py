@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -89,5 +90,14 @@ def new_table(*columns: str) -> Table:
     return table
 
 
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
 def print_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
+    """Machine output: dataclasses become objects, anything else unknown becomes a string."""
+    out.print_json(json.dumps(value, default=_jsonable))

@@ -253,7 +253,9 @@ class PolicyService:
         limit: int = 100,
     ) -> list[DecisionRecord]:
         self._authz.authorize(caller, Permission.POLICY_READ)
-        query = sa.select(PolicyDecisionRow).order_by(PolicyDecisionRow.at.desc())
+        query = sa.select(PolicyDecisionRow).order_by(
+            PolicyDecisionRow.at.desc(), PolicyDecisionRow.id.desc()
+        )
         if subject is not None:
             query = query.where(PolicyDecisionRow.subject == subject)
         if gate is not None:
