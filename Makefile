@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/supplychain.py
+	$(BIN)/python bench/policy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -83,9 +83,7 @@ def test_a_release_over_http(client: TestClient, people: dict[str, Actor]) -> No
     )
     assert attested.status_code == 201, attested.text
     assert attested.json()["verified"] is True
-    envelope = client.get(
-        f"/v1/attestations/{attested.json()['id']}/envelope", headers=dev.headers
-    )
+    envelope = client.get(f"/v1/attestations/{attested.json()['id']}/envelope", headers=dev.headers)
     assert envelope.status_code == 200
     assert json.loads(envelope.content)["payloadType"] == "application/vnd.in-toto+json"
     own = client.post("/v1/models/tree/versions/1/approvals", headers=dev.headers, json={})
@@ -147,7 +145,9 @@ def test_dry_run_evaluate_and_bundle_routes(client: TestClient, people: dict[str
     applied = client.post("/v1/policy/bundles", headers=admin.headers, json={"files": files})
     assert applied.status_code == 201, applied.text
     assert applied.json()["version"] == 1
-    assert [b["version"] for b in client.get("/v1/policy/bundles", headers=ops.headers).json()] == [1]
+    assert [b["version"] for b in client.get("/v1/policy/bundles", headers=ops.headers).json()] == [
+        1
+    ]
     junk = client.post("/v1/policy/bundles", headers=admin.headers, json={"files": {"a.txt": "x"}})
     assert junk.status_code == 422
     assert junk.json()["error"]["code"] == "policy.invalid_bundle"

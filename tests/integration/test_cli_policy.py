@@ -65,7 +65,9 @@ def test_policy_test_and_eval_need_no_home(cli: Any, tmp_path: Path) -> None:
     allow_all = tmp_path / "lax"
     allow_all.mkdir()
     (allow_all / "deploy.rego").write_text("package bastion.gates.deploy\nallow := true\n")
-    allowed = cli("policy", "eval", "--gate", "deploy", "--input", str(example), "--bundle", str(allow_all))
+    allowed = cli(
+        "policy", "eval", "--gate", "deploy", "--input", str(example), "--bundle", str(allow_all)
+    )
     assert allowed.code == 0
     assert "ALLOW" in allowed.out
     example.write_text("{not json")
@@ -100,7 +102,9 @@ def test_a_release_from_the_command_line(
     )  # fmt: skip
     assert registered.code == 0, registered.err
     fields = tmp_path / "fields.json"
-    fields.write_text(json.dumps({"deployment": {"endpoint": "fraud", "kind": "stable", "weight": 100}}))
+    fields.write_text(
+        json.dumps({"deployment": {"endpoint": "fraud", "kind": "stable", "weight": 100}})
+    )
     check = ("policy", "check", "deploy", "scorer@1", "--fields", str(fields))
     first = cli(*check, token=ops)
     assert first.code == 1
@@ -108,7 +112,9 @@ def test_a_release_from_the_command_line(
     assert cli("model", "sign", "scorer@1", token=dev).code == 0
     predicate = tmp_path / "validation.json"
     predicate.write_text(json.dumps({"passed": True, "auc": 0.92}))
-    attested = cli("attest", "scorer", "1", "--type", VALIDATION, "--file", str(predicate), token=dev)
+    attested = cli(
+        "attest", "scorer", "1", "--type", VALIDATION, "--file", str(predicate), token=dev
+    )
     assert attested.code == 0, attested.err
     assert "verified" in attested.out
     assert cli("approve", "scorer", "1", "--comment", "fine", token=dev).code == 3  # no role

@@ -10,18 +10,27 @@ import os
 import pickle
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from bastion.core import ManualClock
-from bastion.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from bastion.core.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from bastion.identity import Caller, Role
 from bastion.platform import Platform
-from bastion.policy import PolicyBundle, PolicyDenied, PolicyError
+from bastion.policy import GATES, PolicyBundle, PolicyDenied, PolicyError
 from bastion.registry import DatasetRef, ModelSpec, VersionSpec
 from bastion.store.tables import ApprovalRow, ModelAliasRow, PolicyDecisionRow
 from bastion.supplychain.attestations import verify_envelope
@@ -431,6 +440,12 @@ def test_dry_runs_record_nothing(world: World) -> None:
     assert len(_decisions(world.platform, "deploy")) == before
     with pytest.raises(PolicyError):
         world.platform.gates.check(world.deployer, "launch", "scorer", number)
+    # A dry run cannot be made on someone else's behalf or about another time.
+    for key in ("actor", "time", "input_version"):
+        with pytest.raises(InvalidInput, match="may not replace"):
+            world.platform.gates.check(
+                world.deployer, "deploy", "scorer", number, **{key: {"id": "x"}}, **DEPLOYMENT
+            )
 
 
 # -- bundle changes ----------------------------------------------------------------------------
@@ -532,3 +547,167 @@ def test_one_principal_with_every_non_admin_role_cannot_release_alone(
             )
             == 0
         )
+
+
+# -- the documented examples have the shapes Bastion really builds ------------------------------
+
+EXAMPLES = resources.files("bastion.policy").joinpath("examples")
+FREE_FORM = {"predicate"}  # an attestation's predicate is whatever its producer measured
+
+
+def _same_shape(example: object, real: object, path: str = "input") -> None:
+    if example is None or real is None:  # nullable fields (expires_at, purpose, ...)
+        return
+    if isinstance(example, dict):
+        assert isinstance(real, dict), path
+        assert set(example) == set(real), (path, sorted(set(example) ^ set(real)))
+        for key in example:
+            if key not in FREE_FORM:
+                _same_shape(example[key], real[key], f"{path}.{key}")
+    elif isinstance(example, list):
+        assert isinstance(real, list), path
+        if example and real:
+            for item in example:
+                _same_shape(item, real[0], f"{path}[]")
+    else:
+        kinds = (bool, int | float, str)
+        assert [isinstance(example, k) for k in kinds] == [isinstance(real, k) for k in kinds], (
+            path,
+            example,
+            real,
+        )
+
+
+def _recorded_input(platform: Platform, gate: str) -> dict[str, object]:
+    allowed = [d for d in _decisions(platform, gate) if d.allow]
+    assert allowed, gate
+    return allowed[-1].input
+
+
+def test_the_documented_examples_have_the_shapes_bastion_builds(world: World) -> None:
+    platform = world.platform
+    world.dataset("confidential")
+    number = world.version()
+    world.release_ready(number, 2)
+    _, deploy = platform.gates.check(world.deployer, "deploy", "scorer", number, **DEPLOYMENT)
+    platform.models.set_alias(world.dev, "scorer", "champion", number)
+    platform.models.set_status(world.dev, "scorer", world.version(), "deprecated")
+    platform.policy.apply(world.admin, _bundle_with(platform, world.admin))
+    real = {
+        g: _recorded_input(platform, g)
+        for g in GATES
+        if g not in {"deploy", "rollout", "retention"}
+    }
+    real["deploy"] = deploy
+    for gate, document in real.items():
+        example = json.loads(EXAMPLES.joinpath(f"{gate}.json").read_text())
+        _same_shape(example, document, gate)
+    # Gates whose operations land with the gateway and retention issues: their shared
+    # objects are the ones built today.
+    rollout = json.loads(EXAMPLES.joinpath("rollout.json").read_text())
+    for key in ("actor", "model", "version"):
+        _same_shape(rollout[key], deploy[key], f"rollout.{key}")
+    retention = json.loads(EXAMPLES.joinpath("retention.json").read_text())
+    _same_shape(retention["dataset"], real["dataset_register"]["dataset"], "retention.dataset")
+    denied = json.loads(EXAMPLES.joinpath("deploy-denied.json").read_text())
+    _same_shape(denied, deploy, "deploy-denied")
+
+
+# -- property: whatever one principal does, alone it cannot release -----------------------------
+
+SOLO_ACTIONS = st.sampled_from(
+    [
+        "sign",
+        "attest_pass",
+        "attest_fail",
+        "approve",
+        "approve_with_digest",
+        "revoke_own",
+        "champion",
+        "candidate",
+        "deprecate",
+        "reregister",
+        "new_version",
+        "narrow_token_approver",
+        "narrow_token_deployer",
+        "wait_a_day",
+    ]
+)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the policy, not the database
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(actions=["sign", "attest_pass", "approve", "champion"])
+@example(actions=["sign", "attest_pass", "narrow_token_approver", "approve", "champion"])
+@example(actions=["attest_pass", "new_version", "sign", "attest_pass", "approve_with_digest"])
+@given(actions=st.lists(SOLO_ACTIONS, min_size=1, max_size=12))
+def test_no_sequence_of_calls_by_one_principal_releases_a_version(
+    world: World, make_actor: MakeActor, clock: ManualClock, actions: list[str]
+) -> None:
+    """The default policy needs two approvers for confidential lineage. One principal holding
+    every non-admin role, calling anything in any order (its own narrowed tokens included),
+    never gets a version deployable — by itself or by anyone else — or promoted to champion."""
+    platform = world.platform
+    solo = platform.tokens.authenticate(
+        make_actor(
+            f"solo-{os.urandom(3).hex()}",
+            Role.MODEL_DEVELOPER,
+            Role.APPROVER,
+            Role.DATA_STEWARD,
+            Role.DEPLOYER,
+        ).token
+    )
+    world.dev = world.steward = solo
+    data = f"loans-{os.urandom(3).hex()}"  # fresh each example: the clock moves on
+    world.dataset("confidential", name=data)
+    numbers = [world.version(datasets=(data,))]
+    me = solo
+    for action in actions:
+        number = numbers[-1]
+        version = platform.models.version(solo, "scorer", number)
+        try:
+            if action == "sign":
+                platform.signatures.sign(me, "scorer", number)
+            elif action in {"attest_pass", "attest_fail"}:
+                passed = action == "attest_pass"
+                platform.attestations.attest(me, "scorer", number, VALIDATION, {"passed": passed})
+            elif action == "approve":
+                platform.approvals.approve(me, "scorer", number)
+            elif action == "approve_with_digest":
+                platform.approvals.approve(me, "scorer", number, digest=version.artifact_digest)
+            elif action == "revoke_own":
+                for a in platform.approvals.list(me, "scorer", number):
+                    platform.approvals.revoke(me, a.id, "changed my mind")
+            elif action in {"champion", "candidate"}:
+                platform.models.set_alias(me, "scorer", action, number)
+            elif action == "deprecate":
+                platform.models.set_status(me, "scorer", number, "deprecated")
+            elif action == "reregister":
+                platform.models.set_status(me, "scorer", number, "registered")
+            elif action == "new_version":
+                numbers.append(world.version(datasets=(data,)))
+            elif action.startswith("narrow_token_"):
+                role = action.removeprefix("narrow_token_")
+                issued = platform.tokens.create(solo, roles=[role])
+                me = platform.tokens.authenticate(issued.secret)
+            elif action == "wait_a_day":
+                clock.advance(timedelta(days=1))
+        except (
+            AuthenticationError,
+            PolicyDenied,
+            PermissionDenied,
+            Conflict,
+            InvalidInput,
+            NotFound,
+        ):
+            pass
+        assert not world.deploy_check(number, solo)[0]
+        assert not world.deploy_check(number)[0]  # nor for an independent deployer
+    for n in numbers:
+        assert not world.deploy_check(n, me)[0]
+        assert not world.deploy_check(n)[0]
+    assert "champion" not in platform.models.get(solo, "scorer").aliases

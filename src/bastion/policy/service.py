@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bastion.core.clock import Clock
+from bastion.core.errors import InvalidInput
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
@@ -62,6 +63,9 @@ class DecisionRecord:
     input_digest: str
     actor: str
     at: datetime
+
+
+ENVELOPE_KEYS = frozenset({"input_version", "gate", "time", "actor"})
 
 
 def actor_of(caller: Caller) -> dict[str, Any]:
@@ -167,9 +171,16 @@ class PolicyService:
     # -- decisions ----------------------------------------------------------------------
 
     def envelope(self, gate: str, caller: Caller, **fields: Any) -> dict[str, Any]:
-        """The versioned input document for `gate`: version, gate, time, actor, fields."""
+        """The versioned input document for `gate`: input_version, gate, time, actor, and
+        the gate's own fields (which may not replace those four)."""
+        clash = sorted(set(fields) & ENVELOPE_KEYS)
+        if clash:
+            raise InvalidInput(
+                f"gate fields may not replace the envelope's {', '.join(clash)}",
+                code="policy.input_reserved",
+            )
         return {
-            "version": INPUT_VERSION,
+            "input_version": INPUT_VERSION,
             "gate": gate,
             "time": self._clock.now().isoformat().replace("+00:00", "Z"),
             "actor": actor_of(caller),
