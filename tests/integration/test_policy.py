@@ -711,3 +711,47 @@ def test_no_sequence_of_calls_by_one_principal_releases_a_version(
         assert not world.deploy_check(n, me)[0]
         assert not world.deploy_check(n)[0]
     assert "champion" not in platform.models.get(solo, "scorer").aliases
+
+
+OPA_STYLE = """package bastion.gates.deploy
+
+import rego.v1
+
+# Written as for OPA: sprintf messages, RFC 3339 time arithmetic, regex, semver, object.get.
+min_age_days := object.get(data.bastion.config, "min_age_days", 0)
+
+deny contains msg if {
+	age := time.parse_rfc3339_ns(input.time) - time.parse_rfc3339_ns(input.version.created_at)
+	age < min_age_days * 86400000000000
+	msg := sprintf(
+		"%s@%d is younger than %d days",
+		[input.model.name, input.version.number, min_age_days],
+	)
+}
+
+deny contains msg if {
+	not regex.match(`^[a-z][a-z0-9-]*$`, input.model.name)
+	msg := sprintf("model name %q is not allowed", [input.model.name])
+}
+
+deny contains "the policy needs semver 1.x" if semver.compare("1.4.0", "2.0.0") >= 0
+"""
+
+
+def test_policies_written_for_opa_run_unchanged(world: World, clock: ManualClock) -> None:
+    config = json.loads(world.platform.policy.bundle_files(world.admin, 0)["data.json"])
+    config["bastion"]["config"]["min_age_days"] = 2
+    bundle = _bundle_with(
+        world.platform,
+        world.admin,
+        **{"gates/deploy_opa.rego": OPA_STYLE, "data.json": json.dumps(config)},
+    )
+    world.platform.policy.apply(world.admin, bundle)
+    world.dataset("public")
+    number = world.version()
+    world.release_ready(number, 1)
+    allowed, reasons = world.deploy_check(number)
+    assert not allowed
+    assert reasons == (f"scorer@{number} is younger than 2 days",)
+    clock.advance(timedelta(days=2, seconds=1))
+    assert world.deploy_check(number) == (True, ())

@@ -10,7 +10,7 @@ below; never the registry or above.
 from bastion.policy.bundle import GATES, PolicyBundle
 from bastion.policy.engine import INPUT_VERSION, CompiledPolicy, Decision
 from bastion.policy.errors import PolicyDenied, PolicyError
-from bastion.policy.service import BundleInfo, DecisionRecord, PolicyService, actor_of
+from bastion.policy.service import BundleInfo, DecisionRecord, PolicyService, actor_of, rfc3339
 from bastion.policy.testing import TestReport, TestResult, check_gates, run_tests
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "TestResult",
     "actor_of",
     "check_gates",
+    "rfc3339",
     "run_tests",
 ]

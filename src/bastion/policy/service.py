@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +63,14 @@ class DecisionRecord:
     input_digest: str
     actor: str
     at: datetime
+
+
+def rfc3339(moment: datetime) -> str:
+    """A policy input timestamp: RFC 3339 in UTC with a numeric offset (`+00:00`), which
+    `time.parse_rfc3339_ns` reads in both OPA and rego-cpp (rego-cpp 1.5.2 rejects `Z`)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 ENVELOPE_KEYS = frozenset({"input_version", "gate", "time", "actor"})
@@ -182,7 +190,7 @@ class PolicyService:
         return {
             "input_version": INPUT_VERSION,
             "gate": gate,
-            "time": self._clock.now().isoformat().replace("+00:00", "Z"),
+            "time": rfc3339(self._clock.now()),
             "actor": actor_of(caller),
             **fields,
         }

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bastion.identity import Caller
-from bastion.policy import PolicyService
+from bastion.policy import PolicyService, rfc3339
 from bastion.store.tables import (
     ApprovalRow,
     ArtifactFileRow,
@@ -48,7 +48,7 @@ from bastion.supplychain.signing import (
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else rfc3339(moment)
 
 
 def dataset_doc(row: DatasetRow, now: datetime) -> dict[str, Any]:

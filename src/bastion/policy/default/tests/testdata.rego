@@ -28,26 +28,26 @@ model := {
 dataset(classification) := {
 	"id": "ds_1", "name": "loans", "version": 1, "digest": "sha256:3333333333333333333333333333333333333333333333333333333333333333",
 	"classification": classification, "purposes": ["credit-scoring"], "owner": "risk",
-	"retention_days": 365, "expires_at": "2027-12-01T00:00:00Z", "expired": false,
+	"retention_days": 365, "expires_at": "2027-12-01T00:00:00+00:00", "expired": false,
 	"legal_hold": false, "source": null, "status": "active",
 }
 
 approval(id, roles) := {
 	"id": concat("", ["apr_", id]), "approver": {"id": id, "name": id, "roles": roles},
 	"for": "deploy", "artifact_digest": digest,
-	"created_at": "2026-12-01T10:00:00Z", "expires_at": "2026-12-31T10:00:00Z",
+	"created_at": "2026-12-01T10:00:00+00:00", "expires_at": "2026-12-31T10:00:00+00:00",
 }
 
 attestation := {
 	"id": "att_1", "type": validation, "subject_digest": digest, "predicate": {"passed": true},
 	"signer": {"team": "bastion", "key_fingerprint": "sha256:k"}, "verified": true,
-	"created_by": author, "created_at": "2026-12-01T09:00:00Z",
+	"created_by": author, "created_at": "2026-12-01T09:00:00+00:00",
 }
 
 # A confidential-data version with two valid approvals: deployable.
 version := {
 	"id": "mv_1", "number": 3, "artifact_digest": digest, "format": "onnx",
-	"status": "registered", "author": author, "created_at": "2026-12-01T08:00:00Z",
+	"status": "registered", "author": author, "created_at": "2026-12-01T08:00:00+00:00",
 	"scan": {"clean": true, "allowlist_version": "2026.12.2", "findings": 0},
 	"mlbom_digest": other_digest,
 	"signature": {"signed": true, "verified": true, "signers": [{"team": "bastion", "key_fingerprint": "sha256:k"}], "problems": []},
