@@ -95,6 +95,34 @@ def lineage_docs(session: Session, version_id: str, now: datetime) -> list[dict[
     return [{"role": role, "dataset": dataset_doc(d, now)} for role, d in rows]
 
 
+def signatures_of(
+    session: Session, version_id: str
+) -> list[tuple[ModelSignatureRow, SignerKeyRow]]:
+    """The version's stored signatures with their signer keys, newest first."""
+    rows = session.execute(
+        sa.select(ModelSignatureRow, SignerKeyRow)
+        .join(SignerKeyRow, SignerKeyRow.id == ModelSignatureRow.signer_key_id)
+        .where(ModelSignatureRow.version_id == version_id)
+        .order_by(ModelSignatureRow.signed_at.desc())
+    ).all()
+    return [(signature, key) for signature, key in rows]
+
+
+def signature_problems(
+    signature: ModelSignatureRow, key: SignerKeyRow, digests: Sequence[FileDigest]
+) -> list[str]:
+    """Why `signature` does not vouch for `digests` under `key`: empty when it does."""
+    if key.revoked_at is not None:
+        return [f"signer key {key.id} ({key.team}/{key.name}) is revoked"]
+    try:
+        Verifier(load_public_key_pem(key.public_key_pem.encode())).verify_files(
+            signature.bundle, digests
+        )
+    except SignatureInvalid as error:
+        return [str(p) for p in (error.details.get("problems") or [error.message])]
+    return []
+
+
 def signature_status(session: Session, version: ModelVersionRow) -> dict[str, Any]:
     files = session.scalars(
         sa.select(ArtifactFileRow).where(ArtifactFileRow.version_id == version.id)
@@ -109,26 +137,14 @@ def signature_status(session: Session, version: ModelVersionRow) -> dict[str, An
         for f in files
         if not is_ignored_path(f.path)
     ]
-    rows = session.execute(
-        sa.select(ModelSignatureRow, SignerKeyRow)
-        .join(SignerKeyRow, SignerKeyRow.id == ModelSignatureRow.signer_key_id)
-        .where(ModelSignatureRow.version_id == version.id)
-        .order_by(ModelSignatureRow.signed_at.desc())
-    ).all()
+    rows = signatures_of(session, version.id)
     signers: list[dict[str, Any]] = []
     problems: list[str] = []
     for signature, key in rows:
-        if key.revoked_at is not None:
-            problems.append(f"signer key {key.team}/{key.name} is revoked")
-            continue
-        try:
-            Verifier(load_public_key_pem(key.public_key_pem.encode())).verify_files(
-                signature.bundle, digests
-            )
-        except SignatureInvalid as error:
-            problems.append(f"signature {signature.id} does not verify: {error.message}"[:300])
-            continue
-        signers.append({"team": key.team, "key_fingerprint": key.fingerprint})
+        found = signature_problems(signature, key, digests)
+        problems.extend(f"{signature.id}: {p}"[:300] for p in found)
+        if not found:
+            signers.append({"team": key.team, "key_fingerprint": key.fingerprint})
     if not rows:
         problems.append("the version is not signed")
     return {

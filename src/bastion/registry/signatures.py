@@ -26,7 +26,7 @@ from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyService
-from bastion.registry.gates import gate_version
+from bastion.registry.gates import gate_version, signature_problems, signatures_of
 from bastion.registry.models import ModelService, _find_model, find_version
 from bastion.registry.records import (
     SignatureRecord,
@@ -298,27 +298,15 @@ class SignatureService:
                 False, name, version.version, None, None, None, len(files), (error.message,)
             )
         with self._db.read() as session:
-            rows = session.execute(
-                sa.select(ModelSignatureRow, SignerKeyRow)
-                .join(SignerKeyRow, SignerKeyRow.id == ModelSignatureRow.signer_key_id)
-                .where(ModelSignatureRow.version_id == version.id)
-                .order_by(ModelSignatureRow.signed_at.desc())
-            ).all()
+            rows = signatures_of(session, version.id)
             for sig, key in rows:
                 session.expunge(sig)
                 session.expunge(key)
         if not rows:
             problems.append("the version has no signature")
         for sig, key in rows:
-            if key.revoked_at is not None:
-                problems.append(f"{sig.id}: signer key {key.id} ({key.team}) is revoked")
-                continue
-            try:
-                Verifier(load_public_key_pem(key.public_key_pem.encode())).verify_files(
-                    sig.bundle, digests
-                )
-            except SignatureInvalid as error:
-                found = error.details.get("problems") or [error.message]
+            found = signature_problems(sig, key, digests)
+            if found:
                 problems.extend(f"{sig.id}: {p}" for p in found)
                 continue
             return VerificationResult(
