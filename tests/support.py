@@ -69,3 +69,13 @@ def _check(result: Result) -> Result:
 
 def new_master_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def cli_token_for(cli: Any, admin_token: str, name: str, *roles: str) -> str:
+    """Add principal `name` with `roles` through the CLI and return a fresh token for it."""
+    role_args = [arg for r in roles for arg in ("--role", r)]
+    added = cli("principal", "add", name, *role_args, "--json", token=admin_token)
+    assert added.code == 0, added.err
+    issued = cli("token", "create", "--for", name, "--json", token=admin_token)
+    assert issued.code == 0, issued.err
+    return str(issued.json()["token"])

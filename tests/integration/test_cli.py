@@ -15,22 +15,13 @@ from typing import Any
 
 import pytest
 
-from support import TOKEN_LINE, new_master_key
+from support import TOKEN_LINE, cli_token_for, new_master_key
 
 
 def _names(cli: Any, token: str) -> dict[str, dict[str, Any]]:
     result = cli("principal", "list", "--json", token=token)
     assert result.code == 0, result.err
     return {p["name"]: p for p in result.json()}
-
-
-def _token_for(cli: Any, admin_token: str, name: str, *roles: str) -> str:
-    role_args = [arg for r in roles for arg in ("--role", r)]
-    added = cli("principal", "add", name, *role_args, "--json", token=admin_token)
-    assert added.code == 0, added.err
-    issued = cli("token", "create", "--for", name, "--json", token=admin_token)
-    assert issued.code == 0, issued.err
-    return str(issued.json()["token"])
 
 
 # ------------------------------------------------------------------ init
@@ -202,7 +193,7 @@ def test_unknown_role_is_invalid_input(cli: Any, admin_token: str) -> None:
 
 
 def test_approver_cannot_add_principals(cli: Any, admin_token: str) -> None:
-    approver = _token_for(cli, admin_token, "ann", "approver")
+    approver = cli_token_for(cli, admin_token, "ann", "approver")
     result = cli("principal", "add", "mallory", "--role", "admin", token=approver)
     assert result.code == 3
     assert "auth.denied" in result.err

@@ -15,15 +15,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from support import cli_token_for
+
 VALIDATION = "https://bastion.dev/attestations/validation/v1"
-
-
-def _token_for(cli: Any, admin_token: str, name: str, *roles: str) -> str:
-    role_args = [arg for r in roles for arg in ("--role", r)]
-    assert cli("principal", "add", name, *role_args, token=admin_token).code == 0
-    issued = cli("token", "create", "--for", name, "--json", token=admin_token)
-    assert issued.code == 0, issued.err
-    return str(issued.json()["token"])
 
 
 def _default_bundle(tmp_path: Path) -> Path:
@@ -79,11 +73,11 @@ def test_policy_test_and_eval_need_no_home(cli: Any, tmp_path: Path) -> None:
 def test_a_release_from_the_command_line(
     cli: Any, admin_token: str, model_dir: Path, tmp_path: Path
 ) -> None:
-    dev = _token_for(cli, admin_token, "dev", "model-developer")
-    steward = _token_for(cli, admin_token, "steward", "data-steward")
-    a1 = _token_for(cli, admin_token, "a1", "approver")
-    a2 = _token_for(cli, admin_token, "a2", "approver")
-    ops = _token_for(cli, admin_token, "ops", "deployer")
+    dev = cli_token_for(cli, admin_token, "dev", "model-developer")
+    steward = cli_token_for(cli, admin_token, "steward", "data-steward")
+    a1 = cli_token_for(cli, admin_token, "a1", "approver")
+    a2 = cli_token_for(cli, admin_token, "a2", "approver")
+    ops = cli_token_for(cli, admin_token, "ops", "deployer")
     data = tmp_path / "loans.csv"
     data.write_text("age,income\n30,1\n40,2\n")
     made = cli(
@@ -138,7 +132,7 @@ def test_a_release_from_the_command_line(
 
 
 def test_apply_and_show(cli: Any, admin_token: str, tmp_path: Path) -> None:
-    dev = _token_for(cli, admin_token, "dev", "model-developer")
+    dev = cli_token_for(cli, admin_token, "dev", "model-developer")
     bundle = _default_bundle(tmp_path)
     assert cli("policy", "apply", str(bundle), token=dev).code == 3
     (bundle / "gates" / "deploy.rego").write_text("package bastion.gates.deploy\nallow if {\n")

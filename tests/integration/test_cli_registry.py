@@ -17,15 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sklearn.ensemble import RandomForestClassifier
 
+from support import cli_token_for
+
 REFERENCE = Path(sys.executable).parent / "model_signing"
-
-
-def _token_for(cli: Any, admin_token: str, name: str, *roles: str) -> str:
-    role_args = [arg for r in roles for arg in ("--role", r)]
-    assert cli("principal", "add", name, *role_args, token=admin_token).code == 0
-    issued = cli("token", "create", "--for", name, "--json", token=admin_token)
-    assert issued.code == 0, issued.err
-    return str(issued.json()["token"])
 
 
 class _Evil:
@@ -73,8 +67,8 @@ def _reference(*args: str) -> subprocess.CompletedProcess[str]:
 def test_lifecycle_and_reference_interop(
     cli: Any, admin_token: str, model_dir: Path, tmp_path: Path
 ) -> None:
-    steward = _token_for(cli, admin_token, "sam", "data-steward")
-    dev = _token_for(cli, admin_token, "dana", "model-developer")
+    steward = cli_token_for(cli, admin_token, "sam", "data-steward")
+    dev = cli_token_for(cli, admin_token, "dana", "model-developer")
     data = tmp_path / "loans.csv"
     data.write_text("age,income\n30,100\n40,200\n")
     registered = cli(
@@ -150,7 +144,7 @@ def test_lifecycle_and_reference_interop(
 
 
 def test_hostile_model_is_refused_with_findings(cli: Any, admin_token: str, tmp_path: Path) -> None:
-    dev = _token_for(cli, admin_token, "dana", "model-developer")
+    dev = cli_token_for(cli, admin_token, "dana", "model-developer")
     evil = tmp_path / "evil.bin"
     evil.write_bytes(pickle.dumps(_Evil()))
     refused = cli("model", "register", "--name", "evil", "--file", str(evil), token=dev)
@@ -161,7 +155,7 @@ def test_hostile_model_is_refused_with_findings(cli: Any, admin_token: str, tmp_
 
 
 def test_registry_commands_need_the_permission(cli: Any, admin_token: str, model_dir: Path) -> None:
-    approver = _token_for(cli, admin_token, "ann", "approver")
+    approver = cli_token_for(cli, admin_token, "ann", "approver")
     denied = cli("model", "register", "--name", "m", "--file", str(model_dir), token=approver)
     assert denied.code == 3
     missing = cli("model", "show", "nope@1", token=approver)

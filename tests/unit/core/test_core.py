@@ -222,6 +222,22 @@ def test_bad_listen_is_a_config_error(listen: str, monkeypatch: pytest.MonkeyPat
         Settings.from_env()
 
 
+@pytest.mark.parametrize(
+    ("field", "bad", "edge"),
+    [
+        ("approval_ttl_days", [0, -1, 3651], [1, 3650]),
+        ("policy_cache_seconds", [-0.1, 300.5], [0, 300]),
+    ],
+)
+def test_policy_settings_are_bounded(field: str, bad: list[float], edge: list[float]) -> None:
+    for value in bad:
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(**{field: value})
+        assert field in info.value.message
+    for value in edge:
+        assert getattr(Settings.from_env(**{field: value}), field) == value
+
+
 def test_unknown_keyword_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env(listne="127.0.0.1:1")
