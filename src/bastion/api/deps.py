@@ -40,7 +40,7 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def current_caller(request: Request) -> Caller:
+def _authenticate(request: Request) -> tuple[Platform, Caller, Permission]:
     platform = get_platform(request)
     caller = platform.tokens.authenticate(
         bearer_token(request), request_id=getattr(request.state, "request_id", None)
@@ -49,9 +49,31 @@ def current_caller(request: Request) -> Caller:
     declared = (getattr(route, "openapi_extra", None) or {}).get(PERMISSION_KEY)
     if declared is None:
         raise PermissionDenied("route declares no permission", code="auth.denied")
-    platform.authorizer.authorize(caller, Permission(declared))
+    return platform, caller, Permission(declared)
+
+
+def current_caller(request: Request) -> Caller:
+    platform, caller, declared = _authenticate(request)
+    platform.authorizer.authorize(caller, declared)
     return caller
 
 
+def endpoint_caller(request: Request) -> Caller:
+    """`current_caller` for routes on one endpoint (`{name}` in the path): the permission is
+    checked on the resource `endpoint:<name>`, so tokens scoped to that endpoint work."""
+    platform, caller, declared = _authenticate(request)
+    name = str(request.path_params.get("name", ""))
+    platform.authorizer.authorize(caller, declared, f"endpoint:{name}")
+    return caller
+
+
+def authenticated_caller(request: Request) -> Caller:
+    """Authenticate only: for routes whose service authorizes on a resource it must look up
+    first (a receipt names its endpoint). The route still declares its permission."""
+    return _authenticate(request)[1]
+
+
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+EndpointCaller = Annotated[Caller, Depends(endpoint_caller)]
+AuthenticatedCaller = Annotated[Caller, Depends(authenticated_caller)]
 PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -11,22 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bastion.core.errors import BastionError, ErrorKind
+from bastion.core.errors import HTTP_STATUS, BastionError
 
 log = logging.getLogger("bastion.api")
 
-STATUS: dict[ErrorKind, int] = {
-    ErrorKind.INVALID: 422,
-    ErrorKind.TOO_LARGE: 413,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.UNAUTHENTICATED: 401,
-    ErrorKind.DENIED: 403,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.INTEGRITY: 500,
-    ErrorKind.UNAVAILABLE: 503,
-    ErrorKind.INTERNAL: 500,
-}
 
 _HTTP_CODES = {404: "http.not_found", 405: "http.method_not_allowed", 413: "input.too_large"}
 
@@ -48,10 +36,12 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BastionError)
     async def _bastion(request: Request, exc: BastionError) -> JSONResponse:
-        status = STATUS[exc.kind]
+        status = HTTP_STATUS[exc.kind]
         headers: dict[str, str] | None = None
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        elif status == 429 and isinstance(exc.details.get("retry_after"), int):
+            headers = {"Retry-After": str(exc.details["retry_after"])}
         if status >= 500:
             log.error("request %s failed: %s", _request_id(request), exc.code)
         return error_response(status, exc.code, exc.message, details=exc.details, headers=headers)

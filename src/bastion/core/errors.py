@@ -50,6 +50,21 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"
 
 
+# The edges' one mapping from kind to HTTP status (the API's error handler, gateway metrics).
+HTTP_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.DENIED: 403,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.INTEGRITY: 500,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.INTERNAL: 500,
+}
+
+
 class BastionError(Exception):
     """Base of every error Bastion raises on purpose."""
 

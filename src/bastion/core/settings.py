@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -72,6 +72,50 @@ class Settings(BaseSettings):
         ge=0,
         le=300,
         description="How long a replica trusts its idea of the active policy bundle",
+    )
+    receipt_queue_size: int = Field(
+        default=10_000,
+        gt=0,
+        le=10_000_000,
+        description="Prediction receipts waiting to be written before the queue is full",
+    )
+    receipt_flush_ms: int = Field(
+        default=50, gt=0, le=60_000, description="Write the receipt batch at least this often"
+    )
+    receipt_flush_max: int = Field(
+        default=1000, gt=0, le=100_000, description="...or as soon as this many are waiting"
+    )
+    receipt_on_full: Literal["reject", "drop"] = Field(
+        default="reject",
+        description="A full receipt queue rejects predictions (503) or serves them and counts "
+        "a dropped receipt (bastion_gateway_receipts_dropped_total)",
+    )
+    ratelimit_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db to share rate limits between gateway replicas; "
+        "default: in-process buckets",
+        pattern=r"^(memory://|redis://|rediss://).*",
+    )
+    ratelimit_on_error: Literal["local", "reject"] = Field(
+        default="local",
+        description="When the shared limiter is unreachable: limit in-process, or refuse",
+    )
+    ratelimit_principal_rate: float = Field(
+        default=200.0, gt=0, description="Requests per second per principal and endpoint"
+    )
+    ratelimit_principal_burst: int = Field(default=400, gt=0)
+    ratelimit_endpoint_rate: float = Field(
+        default=5000.0, gt=0, description="Requests per second per endpoint (all callers)"
+    )
+    ratelimit_endpoint_burst: int = Field(default=10_000, gt=0)
+    deploy_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a gateway checks for deployment changes made by other replicas",
+    )
+    shadow_queue_size: int = Field(
+        default=1000, gt=0, description="Shadow requests waiting; beyond it they are dropped"
     )
     scan_allowlist: Path | None = Field(
         default=None,

@@ -53,6 +53,7 @@ class Permission(StrEnum):
     DEPLOY_READ = "deploy.read"
     DEPLOY_MANAGE = "deploy.manage"
     PREDICT = "predict"
+    RECEIPT_READ = "receipt.read"  # own prediction receipts; AUDIT_READ adds everyone's
     MONITOR_READ = "monitor.read"
 
 
@@ -69,6 +70,7 @@ _READ_ALL = frozenset(
         Permission.POLICY_READ,
         Permission.DEPLOY_READ,
         Permission.MONITOR_READ,
+        Permission.RECEIPT_READ,
     }
 )
 
@@ -122,7 +124,7 @@ _TABLE: dict[Role, frozenset[Permission]] = {
         Permission.MONITOR_READ,
     },
     Role.AUDITOR: SELF_SERVICE | _READ_ALL,
-    Role.INFERENCE_CLIENT: SELF_SERVICE | {Permission.PREDICT},
+    Role.INFERENCE_CLIENT: SELF_SERVICE | {Permission.PREDICT, Permission.RECEIPT_READ},
 }
 
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(_TABLE)

@@ -396,3 +396,138 @@ class AttestationRow(Base):
     signer_key_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("signer_keys.id"))
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(sa.String(40))
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+class EndpointRow(Base):
+    """A named endpoint and what serves it now: a stable version, optionally a canary with a
+    traffic weight and a shadow that receives copies. `generation` grows on every change so
+    gateway replicas can tell their routing table is stale with one cheap read."""
+
+    __tablename__ = "endpoints"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    model_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("models.id"), index=True)
+    description: Mapped[str] = mapped_column(sa.String(512), default="")
+    state: Mapped[str] = mapped_column(sa.String(16))  # serving | killed
+    stable_version_id: Mapped[str | None] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id")
+    )
+    previous_version_id: Mapped[str | None] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id")
+    )
+    canary_version_id: Mapped[str | None] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id")
+    )
+    canary_weight: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    shadow_version_id: Mapped[str | None] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id")
+    )
+    shadow_share: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    sticky: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    generation: Mapped[int] = mapped_column(sa.BigInteger, default=1)
+    changed_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(40))
+    updated_at: Mapped[datetime]
+
+
+class RolloutRow(Base):
+    """A rollout plan moving an endpoint from one version to another: all at once, canary
+    (one weight, then promote) or linear (weights stepped at an interval), then a baking
+    period. At most one rollout per endpoint is open (active, paused or baking)."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("endpoints.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(16))  # all-at-once | canary | linear
+    from_version_id: Mapped[str | None] = mapped_column(
+        sa.String(40), sa.ForeignKey("model_versions.id")
+    )
+    to_version_id: Mapped[str] = mapped_column(sa.String(40), sa.ForeignKey("model_versions.id"))
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    steps: Mapped[list[float]] = mapped_column(sa.JSON)
+    step_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    interval_seconds: Mapped[int] = mapped_column(sa.Integer, default=0)
+    bake_seconds: Mapped[int] = mapped_column(sa.Integer, default=0)
+    auto_promote: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    next_at: Mapped[datetime | None]
+    started_at: Mapped[datetime]
+    started_by: Mapped[str] = mapped_column(sa.String(40))
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(sa.String(2000), default="")
+
+
+class EndpointEventRow(Base):
+    """The history of an endpoint (deploys, steps, promotions, rollbacks, kills), each with
+    the policy decision that allowed it; the same facts are ledger entries."""
+
+    __tablename__ = "endpoint_events"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        sa.String(40), sa.ForeignKey("endpoints.id"), index=True
+    )
+    rollout_id: Mapped[str | None] = mapped_column(sa.String(40))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    version_id: Mapped[str | None] = mapped_column(sa.String(40))
+    weight: Mapped[float | None] = mapped_column(sa.Float)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    decision_id: Mapped[str | None] = mapped_column(sa.String(40))
+    reason: Mapped[str] = mapped_column(sa.String(2000), default="")
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+# -- the prediction log: a second transparency log, of prediction receipts -----------------------
+
+
+class PredictionEntryRow(Base):
+    """One prediction receipt (keyed digests of input and output, never the data), written
+    in batches off the response path, then sequenced like a ledger entry."""
+
+    __tablename__ = "prediction_entries"
+
+    seq: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    principal_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    leaf_index: Mapped[int | None] = mapped_column(sa.BigInteger, unique=True)
+    leaf_hash: Mapped[bytes | None] = mapped_column(sa.LargeBinary(32))
+
+    __table_args__ = (
+        sa.Index(
+            "ix_prediction_entries_queued",
+            "seq",
+            sqlite_where=sa.text("leaf_index IS NULL"),
+            postgresql_where=sa.text("leaf_index IS NULL"),
+        ),
+    )
+
+
+class PredictionNodeRow(Base):
+    __tablename__ = "prediction_nodes"
+
+    level: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+
+
+class PredictionCheckpointRow(Base):
+    __tablename__ = "prediction_checkpoints"
+
+    size: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]

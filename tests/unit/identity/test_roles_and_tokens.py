@@ -41,8 +41,11 @@ def test_auditor_reads_everything_and_changes_nothing() -> None:
     assert not auditor & WRITES
 
 
-def test_inference_client_may_only_predict() -> None:
-    assert PERMISSIONS[Role.INFERENCE_CLIENT] == SELF_SERVICE | {Permission.PREDICT}
+def test_inference_client_may_only_predict_and_read_its_receipts() -> None:
+    assert PERMISSIONS[Role.INFERENCE_CLIENT] == SELF_SERVICE | {
+        Permission.PREDICT,
+        Permission.RECEIPT_READ,
+    }
 
 
 def test_duties_are_separated() -> None:
