@@ -22,6 +22,7 @@ from bastion.core.settings import Settings
 from bastion.crypto.envelope import EnvelopeCipher
 from bastion.crypto.keystore import LocalKeyStore
 from bastion.crypto.masterkey import ensure_private_dir, resolve_master_key
+from bastion.deploy import DeploymentService
 from bastion.identity import (
     AccessCounters,
     Authorizer,
@@ -78,6 +79,7 @@ class Platform:
     gates: GateChecks
     approvals: ApprovalService
     attestations: AttestationService
+    deployments: DeploymentService
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -234,6 +236,14 @@ class Platform:
                 authorizer=authorizer,
                 clock=clock,
                 signing_seed=signing_seed,
+            ),
+            deployments=DeploymentService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                policy=policy,
+                gates=gates,
+                clock=clock,
             ),
         )
 

@@ -19,6 +19,7 @@ served.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform as python_platform
 import tempfile
@@ -825,6 +826,52 @@ class ModelService:
             copy.seek(0)
             yield copy
 
+    def read_verified_files(
+        self, caller: Caller, version_id: str, *, max_bytes: int
+    ) -> list[VerifiedFile]:
+        """Every uploaded file of a version, decrypted into memory (AES-GCM checks each chunk)
+        and hashed on the way; a digest that differs from the recorded one raises
+        `IntegrityError` (`registry.digest_mismatch`) and is ledgered, as for downloads. For the
+        gateway: it deserializes exactly these bytes, after checking their signature. Not a
+        download (no `artifact.read`): the caller is Bastion's own serving runtime."""
+        rows = [r for r in self.file_rows(version_id) if r.role == "model"]
+        total = sum(r.size for r in rows)
+        if total > max_bytes:
+            raise InvalidInput(
+                f"the version's files hold {total} bytes; the gateway loads at most {max_bytes}",
+                code="serving.artifact_too_large",
+            )
+        out: list[VerifiedFile] = []
+        for row in rows:
+            buffer = io.BytesIO()
+            sink = _HashSink(buffer)
+            self._blobs.open_verified(row.blob_key, sink)  # type: ignore[arg-type]
+            digest = sink.digest()
+            if digest != row.digest:
+                with self._db.transaction() as session:
+                    version = session.get(ModelVersionRow, version_id)
+                    self._audit.append(
+                        session,
+                        caller.event(
+                            "registry.artifact.integrity_failed",
+                            version_id,
+                            {
+                                "version": version.version if version else None,
+                                "path": row.path,
+                                "expected": row.digest,
+                                "computed": digest,
+                            },
+                        ),
+                    )
+                raise IntegrityError(
+                    f"{row.path}: stored bytes do not match the recorded digest; refusing to "
+                    "load them",
+                    code="registry.digest_mismatch",
+                    details={"path": row.path, "expected": row.digest, "computed": digest},
+                )
+            out.append(VerifiedFile(path=row.path, data=buffer.getvalue(), digest=digest))
+        return out
+
     def file_rows(self, version_id: str) -> list[ArtifactFileRow]:
         with self._db.read() as session:
             rows = session.scalars(
@@ -848,6 +895,15 @@ class ModelService:
         with self._db.read() as session:
             rows = session.scalars(sa.select(ModelRow).order_by(ModelRow.name)).all()
             return [_model(session, r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedFile:
+    """A version's file as read and hashed from the blob store (`digest` = `sha256:<hex>`)."""
+
+    path: str
+    data: bytes
+    digest: str
 
 
 class _HashSink:
