@@ -83,9 +83,7 @@ class Release:
         return number
 
 
-def make_release(
-    platform: Platform, make_actor: MakeActor, admin_token: str, tmp: Path
-) -> Release:
+def make_release(platform: Platform, make_actor: MakeActor, admin_token: str, tmp: Path) -> Release:
     def caller(name: str, *roles: Role, resources: tuple[str, ...] = ()) -> Caller:
         return platform.tokens.authenticate(make_actor(name, *roles, resources=resources).token)
 

@@ -79,3 +79,21 @@ def cli_token_for(cli: Any, admin_token: str, name: str, *roles: str) -> str:
     issued = cli("token", "create", "--for", name, "--json", token=admin_token)
     assert issued.code == 0, issued.err
     return str(issued.json()["token"])
+
+
+# -- the server process ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI or server process on `home`, without the caller's BASTION_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update(BASTION_HOME=str(home), NO_COLOR="1", **extra)
+    return env

@@ -35,7 +35,10 @@ from bastion.identity import (
     TokenService,
 )
 from bastion.ledger import AuditLog, TransparencyLog
+from bastion.ledger.log import PREDICTION_TABLES
 from bastion.ledger.note import signer_from_seed
+from bastion.monitoring.collectors import DownloadCollector
+from bastion.monitoring.metrics import GatewayMetrics
 from bastion.policy import PolicyService
 from bastion.registry import (
     ApprovalService,
@@ -46,6 +49,13 @@ from bastion.registry import (
     SignatureService,
     Staging,
 )
+from bastion.serving.gateway import Gateway
+from bastion.serving.ratelimit import limiter_from_url
+from bastion.serving.receipts import ReceiptLog
+from bastion.serving.router import Router
+from bastion.serving.runtime import ServingRuntime
+from bastion.serving.shadow import ShadowRunner
+from bastion.serving.verified import VerifiedLoader
 from bastion.store.blobs import open_blob_store
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
@@ -54,6 +64,8 @@ from bastion.supplychain.scan import AllowList
 LEDGER_KEY = "ledger-signing-key"
 TOKEN_PEPPER = "api-token-pepper"  # noqa: S105 - the key's name in the key store
 MODEL_SIGNING_KEY = "model-signing-key"
+PREDICTION_LOG_KEY = "prediction-log-signing-key"
+RECEIPT_HMAC_KEY = "receipt-hmac-key"
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Platform:
     approvals: ApprovalService
     attestations: AttestationService
     deployments: DeploymentService
+    receipts: ReceiptLog
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -245,6 +258,58 @@ class Platform:
                 gates=gates,
                 clock=clock,
             ),
+            receipts=_receipts(settings, clock, database, keystore, authorizer),
+        )
+
+    def serving_runtime(self) -> ServingRuntime:
+        """The gateway of a server process (not started): verified loader, routing table,
+        rate limiter, shadows and metrics, over this platform's services."""
+        settings = self.settings
+        metrics = GatewayMetrics()
+        metrics.add_collector(DownloadCollector(self.models))
+        loader = VerifiedLoader(
+            database=self.database,
+            models=self.models,
+            audit=self.audit,
+            allowlist=self.models.allowlist,
+            clock=self.clock,
+            max_bytes=settings.max_serving_bytes,
+        )
+        router = Router(
+            deployments=self.deployments, load=loader.load, metrics=metrics, clock=self.clock
+        )
+        limiter = (
+            limiter_from_url(
+                settings.ratelimit_url,
+                on_error=settings.ratelimit_on_error,
+                on_backend_error=metrics.ratelimit_backend_error,
+            )
+            if settings.ratelimit_url and not settings.ratelimit_url.startswith("memory://")
+            else limiter_from_url(None)
+        )
+        shadows = ShadowRunner(metrics=metrics, queue_size=settings.shadow_queue_size)
+        self.receipts.observe(on_drop=metrics.receipt_dropped, on_depth=metrics.set_receipt_queue)
+        gateway = Gateway(
+            tokens=self.tokens,
+            authorizer=self.authorizer,
+            router=router,
+            limiter=limiter,
+            metrics=metrics,
+            receipts=self.receipts,
+            shadows=shadows,
+            settings=settings,
+            clock=self.clock,
+        )
+        return ServingRuntime(
+            gateway=gateway,
+            router=router,
+            deployments=self.deployments,
+            receipts=self.receipts,
+            shadows=shadows,
+            limiter=limiter,
+            metrics=metrics,
+            clock=self.clock,
+            poll_seconds=settings.deploy_poll_seconds,
         )
 
     def bootstrap_admin(self, name: str = "admin") -> tuple[Principal, IssuedToken]:
@@ -254,6 +319,7 @@ class Platform:
         )
 
     def close(self) -> None:
+        self.receipts.close()  # drains the prediction log's queue first
         self.database.dispose()
 
     def __enter__(self) -> Platform:
@@ -289,3 +355,36 @@ def _ledger(
     )
     database.after_commit(ledger.on_commit)
     return ledger
+
+
+def _receipts(
+    settings: Settings,
+    clock: Clock,
+    database: Database,
+    keystore: LocalKeyStore,
+    authorizer: Authorizer,
+) -> ReceiptLog:
+    """The prediction log: its own tables and its own signing key, so a compromise of the
+    serving path cannot forge checkpoints of the governance ledger. The writer is not
+    started here (CLI commands build a Platform too); a server starts it."""
+    seed = keystore.named_key(PREDICTION_LOG_KEY)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    origin = f"bastion.local/predictions/{hashlib.sha256(public).hexdigest()[:16]}"
+    log = TransparencyLog(
+        database=database,
+        signer=signer_from_seed(seed, origin),
+        origin=origin,
+        clock=clock,
+        tables=PREDICTION_TABLES,
+    )
+    return ReceiptLog(
+        database=database,
+        log=log,
+        authorizer=authorizer,
+        hmac_key=keystore.named_key(RECEIPT_HMAC_KEY),
+        clock=clock,
+        queue_size=settings.receipt_queue_size,
+        flush_interval=settings.receipt_flush_ms / 1000,
+        flush_max=settings.receipt_flush_max,
+        on_full=settings.receipt_on_full,
+    )

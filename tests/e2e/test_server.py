@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from support import free_port, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -31,30 +31,18 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env.update(BASTION_HOME=str(home), NO_COLOR="1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("e2e")
     home = root / "home"
-    env = _env(home)
+    env = server_env(home, BASTION_ACCESS_LOG="1")
     init = subprocess.run(
         [BIN, "init"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert init.returncode == 0, init.stderr
     token = next(line for line in init.stdout.splitlines() if line.startswith("bst_"))
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "server.log"
     with log.open("wb") as sink:

@@ -74,7 +74,9 @@ def test_canary_then_promote_then_rollback(rel: Release) -> None:
     d = rel.platform.deployments
     v1, v2 = rel.ready(), rel.ready()
     d.deploy(rel.deployer, "fraud", "scorer", v1)
-    canary = d.deploy(rel.deployer, "fraud", "scorer", v2, plan=RolloutPlan(kind="canary", weight=20))
+    canary = d.deploy(
+        rel.deployer, "fraud", "scorer", v2, plan=RolloutPlan(kind="canary", weight=20)
+    )
     assert canary.canary is not None
     assert canary.canary.number == v2
     assert canary.canary_weight == 20
@@ -184,9 +186,7 @@ def test_linear_rollout_steps_bakes_and_completes(rel: Release, clock: ManualClo
     assert "system:rollout-controller" in actors
 
 
-def test_a_baking_version_rolls_back_to_its_predecessor(
-    rel: Release, clock: ManualClock
-) -> None:
+def test_a_baking_version_rolls_back_to_its_predecessor(rel: Release, clock: ManualClock) -> None:
     d = rel.platform.deployments
     v1, v2 = rel.ready(), rel.ready()
     d.deploy(rel.deployer, "fraud", "scorer", v1)

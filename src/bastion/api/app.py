@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,21 +12,39 @@ import bastion
 from bastion.api.deps import PERMISSION_KEY
 from bastion.api.errors import install_error_handlers
 from bastion.api.middleware import EdgeMiddleware
-from bastion.api.routes import audit, auth, health, keys, policy, registry
+from bastion.api.routes import audit, auth, deploy, gateway, health, keys, policy, registry
+from bastion.api.routes import receipts as receipt_routes
 from bastion.platform import Platform
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/v2", "/v2/health/live", "/v2/health/ready"})
 
 
-def create_app(platform: Platform) -> FastAPI:
-    """Build the app. Raises `RuntimeError` if a non-public route declares no permission."""
+def create_app(platform: Platform, *, serving: bool = True) -> FastAPI:
+    """Build the app. Raises `RuntimeError` if a non-public route declares no permission.
+
+    With `serving`, the app carries a `ServingRuntime` (the inference gateway) that its
+    lifespan starts and stops: routes are loaded and verified at start-up."""
+    runtime = platform.serving_runtime() if serving else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            runtime.start()
+        try:
+            yield
+        finally:
+            if runtime is not None:
+                runtime.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Bastion",
         version=bastion.__version__,
         description="Secure machine-learning deployment under data governance and privacy "
         "controls. Authenticate with `Authorization: Bearer bst_…`.",
     )
     app.state.platform = platform
+    app.state.serving = runtime
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
@@ -32,6 +52,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(registry.router)
     app.include_router(policy.router)
+    app.include_router(deploy.router)
+    app.include_router(gateway.router)
+    app.include_router(receipt_routes.router)
     _document_security(app)
     _check_routes(app)
     app.add_middleware(

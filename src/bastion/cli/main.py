@@ -10,7 +10,9 @@ from typing import Annotated, Any
 import typer
 
 import bastion
+from bastion.cli import deploy as deploy_cli
 from bastion.cli import policy as policy_cli
+from bastion.cli import receipts as receipts_cli
 from bastion.cli import registry as registry_cli
 from bastion.cli import scan as scan_cli
 from bastion.cli import signature as signature_cli
@@ -51,6 +53,8 @@ scan_cli.register(app)
 registry_cli.register(app)
 policy_cli.register(app)
 signature_cli.register(app)
+deploy_cli.register(app)
+receipts_cli.register(app)
 
 
 def main() -> None:
@@ -132,6 +136,9 @@ def server(
             port=settings.listen_port,
             log_level="info",
             server_header=False,
+            # Requests are counted in /metrics and predictions have receipts; a per-request
+            # access line costs more than the rest of the gateway's controls together.
+            access_log=settings.access_log,
         )
 
 

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         le=60,
         description="How often a gateway checks for deployment changes made by other replicas",
     )
+    access_log: bool = Field(
+        default=False, description="Log one line per HTTP request (uvicorn's access log)"
+    )
+    max_serving_bytes: int = Field(
+        default=2 * 1024 * MiB,
+        gt=0,
+        description="Largest model version the gateway loads (decrypted into memory)",
+    )
     shadow_queue_size: int = Field(
         default=1000, gt=0, description="Shadow requests waiting; beyond it they are dropped"
     )

@@ -11,6 +11,11 @@
   roots it is checked against, need O(log n) nodes, fetched in one query.
 * `verify()` replays every entry (`verify.LogReplay`) and checks every stored node and every
   checkpoint signature; `export()` writes a bundle that verifies offline.
+* One code, several logs: a `LogTables` names the entry, node and checkpoint tables and the
+  sequencer's advisory lock. `AUDIT_TABLES` is the governance ledger (audit events appended
+  in the caller's transaction); `PREDICTION_TABLES` the prediction log, whose receipts are
+  written in batches by `bastion.serving.receipts` and sequenced the same way, under its own
+  lock and its own signing key.
 
 May import `bastion.store`, `bastion.crypto` and `bastion.core`.
 """
@@ -18,8 +23,9 @@ May import `bastion.store`, `bastion.crypto` and `bastion.core`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
 
@@ -27,22 +33,68 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bastion.core.clock import Clock
-from bastion.core.errors import InvalidInput, NotFound
+from bastion.core.errors import BastionError, InvalidInput, NotFound
 from bastion.ledger import merkle
 from bastion.ledger.errors import MalformedProofError, TamperError
 from bastion.ledger.events import QUEUED_MARK, AuditLog, Event, QueuedEntry
 from bastion.ledger.note import Checkpoint, NoteSigner, NoteVerifier
 from bastion.ledger.verify import LogReplay, VerifyReport, check_trusted, write_bundle
 from bastion.store.db import Database
-from bastion.store.tables import LedgerCheckpointRow, LedgerEntryRow, LedgerNodeRow
+from bastion.store.tables import (
+    LedgerCheckpointRow,
+    LedgerEntryRow,
+    LedgerNodeRow,
+    PredictionCheckpointRow,
+    PredictionEntryRow,
+    PredictionNodeRow,
+)
 
 log = logging.getLogger("bastion.ledger")
 
-# Any constant works; it only has to be the same for every replica of one log.
-_PG_SEQUENCER_LOCK = 0x4253_544E_4C4F_47
 MAX_PAGE = 1000
-_MAX_INDEX = sa.text("SELECT max(leaf_index) FROM ledger_entries")
-_QUEUED = sa.text("SELECT count(*) FROM ledger_entries WHERE leaf_index IS NULL")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class LogTables:
+    """The tables one log lives in and the PostgreSQL advisory lock its sequencer takes.
+
+    `entries` needs the columns `seq`, `body`, `leaf_index`, `leaf_hash`; `nodes` `level`,
+    `idx`, `hash`; `checkpoints` `size`, `root`, `note`, `created_at`. The lock is any
+    constant, the same for every replica of one log and different between logs. The raw SQL
+    of the hot paths is rendered once, here.
+    """
+
+    entries: type[Any]
+    nodes: type[Any]
+    checkpoints: type[Any]
+    pg_lock: int
+    max_index_sql: sa.TextClause = field(init=False, repr=False, compare=False)
+    queued_sql: sa.TextClause = field(init=False, repr=False, compare=False)
+    nodes_sql_head: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Names of our own ORM tables, never input; checked anyway before they enter SQL text.
+        entries, nodes = self.entries.__table__.name, self.nodes.__table__.name
+        if not (_IDENTIFIER.fullmatch(entries) and _IDENTIFIER.fullmatch(nodes)):
+            raise ValueError(f"bad table names {entries!r}, {nodes!r}")
+        top = f"SELECT max(leaf_index) FROM {entries}"  # noqa: S608 - checked identifier
+        queued = f"SELECT count(*) FROM {entries} WHERE leaf_index IS NULL"  # noqa: S608
+        head = f"SELECT level, idx, hash, ({top}) FROM {nodes} WHERE "  # noqa: S608
+        object.__setattr__(self, "max_index_sql", sa.text(top))
+        object.__setattr__(self, "queued_sql", sa.text(queued))
+        object.__setattr__(self, "nodes_sql_head", head)
+
+
+AUDIT_TABLES = LogTables(
+    LedgerEntryRow, LedgerNodeRow, LedgerCheckpointRow, pg_lock=0x4253_544E_4C4F_47
+)
+"""The governance ledger: audit events of every change."""
+
+PREDICTION_TABLES = LogTables(
+    PredictionEntryRow, PredictionNodeRow, PredictionCheckpointRow, pg_lock=0x4253_544E_5052_4544
+)
+"""The prediction log: one receipt per served prediction."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +143,16 @@ class TransparencyLog:
         self,
         *,
         database: Database,
-        audit: AuditLog,
         signer: NoteSigner,
         origin: str,
         clock: Clock,
+        audit: AuditLog | None = None,
+        tables: LogTables = AUDIT_TABLES,
         batch_size: int = 5000,
     ) -> None:
         self._db = database
         self._audit = audit
+        self.tables = tables
         self._signer = signer
         self.origin = origin
         self._clock = clock
@@ -112,7 +166,13 @@ class TransparencyLog:
     # -- writing ------------------------------------------------------------------------------
 
     def append(self, session: Session, event: Event) -> QueuedEntry:
-        """Queue `event` in `session`'s transaction; it is sequenced after the commit."""
+        """Queue `event` in `session`'s transaction; it is sequenced after the commit.
+
+        Only the audit ledger takes events (a log built without an `AuditLog` raises)."""
+        if self._audit is None or self.tables.entries is not LedgerEntryRow:
+            raise BastionError(
+                "this log does not take audit events", code="ledger.append_unsupported"
+            )
         return self._audit.append(session, event)
 
     def on_commit(self, info: dict[str, Any]) -> None:
@@ -142,21 +202,22 @@ class TransparencyLog:
 
         Returns None when nothing was queued.
         """
+        t = self.tables
         with self._db.transaction() as session:
             if session.get_bind().dialect.name == "postgresql":
-                session.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SEQUENCER_LOCK)))
+                session.execute(sa.select(sa.func.pg_advisory_xact_lock(t.pg_lock)))
             queued = session.execute(
-                sa.select(LedgerEntryRow.seq, LedgerEntryRow.body)
-                .where(LedgerEntryRow.leaf_index.is_(None))
-                .order_by(LedgerEntryRow.seq)
+                sa.select(t.entries.seq, t.entries.body)
+                .where(t.entries.leaf_index.is_(None))
+                .order_by(t.entries.seq)
                 .limit(self._batch_size)
             ).all()
             if not queued:
                 return None
             conn = session.connection()
-            size = _size(conn)
+            size = _size(conn, t)
             border = merkle.perfect_subtrees(0, size)
-            nodes = _nodes(conn, border)
+            nodes = _nodes(conn, t, border)
             tree = merkle.CompactRange.from_state(size, [nodes[c] for c in border])
             updates: list[dict[str, Any]] = []
             completed: list[dict[str, Any]] = []
@@ -167,40 +228,38 @@ class TransparencyLog:
                     {"level": level, "idx": idx, "hash": digest}
                     for level, idx, digest in tree.append(leaf)
                 )
-            session.execute(sa.update(LedgerEntryRow), updates)
-            session.execute(sa.insert(LedgerNodeRow), completed)
+            session.execute(sa.update(t.entries), updates)
+            session.execute(sa.insert(t.nodes), completed)
             root = tree.root()
             note = self._signer.sign(Checkpoint(origin=self.origin, size=tree.size, root=root))
             now = self._clock.now()
-            session.add(LedgerCheckpointRow(size=tree.size, root=root, note=note, created_at=now))
+            session.add(t.checkpoints(size=tree.size, root=root, note=note, created_at=now))
             return SignedCheckpoint(size=tree.size, root=root, note=note, created_at=now)
 
     # -- reading ------------------------------------------------------------------------------
 
     def size(self) -> int:
         with self._db.connect() as conn:
-            return _size(conn)
+            return _size(conn, self.tables)
 
     def queued(self) -> int:
         """Entries committed but not yet sequenced."""
         with self._db.connect() as conn:
-            return _queued(conn)
+            return _queued(conn, self.tables)
 
     def latest_checkpoint(self) -> SignedCheckpoint:
         """The newest signed checkpoint. `NotFound` (`ledger.empty`) before the first entry."""
+        checkpoints = self.tables.checkpoints
         with self._db.read() as session:
-            row = session.scalar(
-                sa.select(LedgerCheckpointRow).order_by(LedgerCheckpointRow.size.desc()).limit(1)
-            )
+            row = session.scalar(sa.select(checkpoints).order_by(checkpoints.size.desc()).limit(1))
             if row is None:
                 raise NotFound("the log has no checkpoint yet", code="ledger.empty")
             return SignedCheckpoint(row.size, row.root, row.note, row.created_at)
 
     def checkpoints(self) -> list[SignedCheckpoint]:
+        checkpoints = self.tables.checkpoints
         with self._db.read() as session:
-            rows = session.scalars(
-                sa.select(LedgerCheckpointRow).order_by(LedgerCheckpointRow.size)
-            )
+            rows = session.scalars(sa.select(checkpoints).order_by(checkpoints.size))
             return [SignedCheckpoint(r.size, r.root, r.note, r.created_at) for r in rows]
 
     def entries(self, start: int, end: int) -> list[LogEntry]:
@@ -209,11 +268,12 @@ class TransparencyLog:
             raise InvalidInput("need 0 <= start <= end", code="ledger.bad_range")
         if end - start > MAX_PAGE:
             raise InvalidInput(f"at most {MAX_PAGE} entries per page", code="ledger.bad_range")
+        e = self.tables.entries
         with self._db.read() as session:
             rows = session.execute(
-                sa.select(LedgerEntryRow.leaf_index, LedgerEntryRow.body, LedgerEntryRow.leaf_hash)
-                .where(LedgerEntryRow.leaf_index >= start, LedgerEntryRow.leaf_index < end)
-                .order_by(LedgerEntryRow.leaf_index)
+                sa.select(e.leaf_index, e.body, e.leaf_hash)
+                .where(e.leaf_index >= start, e.leaf_index < end)
+                .order_by(e.leaf_index)
             ).all()
         return [LogEntry(int(i), b, h) for i, b, h in rows if i is not None and h is not None]
 
@@ -225,7 +285,10 @@ class TransparencyLog:
         root_plan = merkle.perfect_subtrees(0, tree_size)
         with self._db.connect() as conn:
             nodes = _nodes_and_size(
-                conn, [c for p in plan for c in p] + root_plan + [(0, index)], tree_size=tree_size
+                conn,
+                self.tables,
+                [c for p in plan for c in p] + root_plan + [(0, index)],
+                tree_size=tree_size,
             )
         return InclusionProof(
             index=index,
@@ -244,7 +307,10 @@ class TransparencyLog:
         second_plan = merkle.perfect_subtrees(0, second)
         with self._db.connect() as conn:
             nodes = _nodes_and_size(
-                conn, [c for p in plan for c in p] + first_plan + second_plan, tree_size=second
+                conn,
+                self.tables,
+                [c for p in plan for c in p] + first_plan + second_plan,
+                tree_size=second,
             )
         return ConsistencyProof(
             first=first,
@@ -262,20 +328,21 @@ class TransparencyLog:
         fork detection). Raises `TamperError`/`SignatureError` at the first problem."""
         replay = LogReplay(verifier=self.verifier, origin=self.origin)
         nodes_checked = 0
+        t = self.tables
         with self._db.read() as session:
             checkpoints = iter(
                 session.execute(
-                    sa.select(
-                        LedgerCheckpointRow.size, LedgerCheckpointRow.root, LedgerCheckpointRow.note
-                    ).order_by(LedgerCheckpointRow.size)
+                    sa.select(t.checkpoints.size, t.checkpoints.root, t.checkpoints.note).order_by(
+                        t.checkpoints.size
+                    )
                 ).all()
             )
             pending = next(checkpoints, None)
-            stored_nodes = _stream_nodes(session)
+            stored_nodes = _stream_nodes(session, t)
             entries = session.execute(
-                sa.select(LedgerEntryRow.leaf_index, LedgerEntryRow.body, LedgerEntryRow.leaf_hash)
-                .where(LedgerEntryRow.leaf_index.is_not(None))
-                .order_by(LedgerEntryRow.leaf_index),
+                sa.select(t.entries.leaf_index, t.entries.body, t.entries.leaf_hash)
+                .where(t.entries.leaf_index.is_not(None))
+                .order_by(t.entries.leaf_index),
                 execution_options={"yield_per": 2000},
             )
             for index, body, stored_leaf in entries:
@@ -309,10 +376,10 @@ class TransparencyLog:
                     "signed checkpoint (they were added behind the log's back)",
                     details={"index": max(replay.last_checkpoint, 0)},
                 )
-            queued = _queued(session.connection())
+            queued = _queued(session.connection(), t)
             if trusted_checkpoint is not None:
                 check_trusted(
-                    lambda n: _root(session.connection(), n),
+                    lambda n: _root(session.connection(), t, n),
                     replay.size,
                     trusted_checkpoint,
                     self.verifier,
@@ -329,16 +396,15 @@ class TransparencyLog:
 
     def export(self, out: IO[str]) -> None:
         """Write every sequenced entry and checkpoint, and the verifier key, as a bundle."""
+        t = self.tables
         with self._db.read() as session:
             notes = list(
-                session.scalars(
-                    sa.select(LedgerCheckpointRow.note).order_by(LedgerCheckpointRow.size)
-                )
+                session.scalars(sa.select(t.checkpoints.note).order_by(t.checkpoints.size))
             )
             rows = session.execute(
-                sa.select(LedgerEntryRow.leaf_index, LedgerEntryRow.body)
-                .where(LedgerEntryRow.leaf_index.is_not(None))
-                .order_by(LedgerEntryRow.leaf_index),
+                sa.select(t.entries.leaf_index, t.entries.body)
+                .where(t.entries.leaf_index.is_not(None))
+                .order_by(t.entries.leaf_index),
                 execution_options={"yield_per": 2000},
             )
             write_bundle(
@@ -350,17 +416,17 @@ class TransparencyLog:
             )
 
 
-def _size(conn: sa.Connection) -> int:
-    top = conn.execute(_MAX_INDEX).scalar()
+def _size(conn: sa.Connection, tables: LogTables) -> int:
+    top = conn.execute(tables.max_index_sql).scalar()
     return 0 if top is None else int(top) + 1
 
 
-def _queued(conn: sa.Connection) -> int:
-    return int(conn.execute(_QUEUED).scalar() or 0)
+def _queued(conn: sa.Connection, tables: LogTables) -> int:
+    return int(conn.execute(tables.queued_sql).scalar() or 0)
 
 
-def _check_size(conn: sa.Connection, tree_size: int) -> None:
-    size = _size(conn)
+def _check_size(conn: sa.Connection, tables: LogTables, tree_size: int) -> None:
+    size = _size(conn, tables)
     if not 0 <= tree_size <= size:
         raise MalformedProofError(
             f"tree size {tree_size} is beyond the log's {size} entries",
@@ -368,19 +434,25 @@ def _check_size(conn: sa.Connection, tree_size: int) -> None:
         )
 
 
-def _root(conn: sa.Connection, tree_size: int) -> bytes:
+def _root(conn: sa.Connection, tables: LogTables, tree_size: int) -> bytes:
     plan = merkle.perfect_subtrees(0, tree_size)
-    nodes = _nodes(conn, plan)
+    nodes = _nodes(conn, tables, plan)
     return merkle.hash_from_subtrees([nodes[c] for c in plan])
 
 
-def _nodes(conn: sa.Connection, coords: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+def _nodes(
+    conn: sa.Connection, tables: LogTables, coords: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
     """Fetch stored nodes in one query; a missing one means the store was tampered with."""
-    return _nodes_and_size(conn, coords, tree_size=None)
+    return _nodes_and_size(conn, tables, coords, tree_size=None)
 
 
 def _nodes_and_size(
-    conn: sa.Connection, coords: Sequence[tuple[int, int]], *, tree_size: int | None
+    conn: sa.Connection,
+    tables: LogTables,
+    coords: Sequence[tuple[int, int]],
+    *,
+    tree_size: int | None,
 ) -> dict[tuple[int, int], bytes]:
     """`_nodes`, and when `tree_size` is given, check it against the log's size in the same
     statement (one round trip on the proof path). Raises `MalformedProofError` for a tree
@@ -388,7 +460,7 @@ def _nodes_and_size(
     wanted = set(coords)
     if not wanted:
         if tree_size is not None:
-            _check_size(conn, tree_size)
+            _check_size(conn, tables, tree_size)
         return {}
     by_level: dict[int, list[int]] = {}
     for level, idx in wanted:
@@ -409,8 +481,7 @@ def _nodes_and_size(
             clauses.append(f"(level = ? AND idx IN ({', '.join('?' * len(indices))}))")
             params.append(level)
             params.extend(indices)
-    head = "SELECT level, idx, hash, (SELECT max(leaf_index) FROM ledger_entries) FROM "
-    sql = head + "ledger_nodes WHERE " + " OR ".join(clauses)
+    sql = tables.nodes_sql_head + " OR ".join(clauses)
     found: dict[tuple[int, int], bytes] = {}
     top: int | None = None
     for level, idx, digest, largest in conn.exec_driver_sql(sql, tuple(params)):
@@ -419,7 +490,7 @@ def _nodes_and_size(
     if tree_size is not None:
         size = 0 if top is None else int(top) + 1
         if not found:  # no row carried the size: ask for it
-            size = _size(conn)
+            size = _size(conn, tables)
         if tree_size > size:
             raise MalformedProofError(
                 f"tree size {tree_size} is beyond the log's {size} entries",
@@ -435,14 +506,13 @@ def _nodes_and_size(
     return found
 
 
-def _stream_nodes(session: Session) -> Iterator[tuple[int, int, bytes]]:
+def _stream_nodes(session: Session, tables: LogTables) -> Iterator[tuple[int, int, bytes]]:
     """Stored nodes in the order a replay completes them: by the last leaf they cover, then
     bottom-up (node (l, i) completes with leaf (i + 1) * 2**l - 1)."""
-    completes_at = (LedgerNodeRow.idx + 1).op("<<")(LedgerNodeRow.level)
+    n = tables.nodes
+    completes_at = (n.idx + 1).op("<<")(n.level)
     rows = session.execute(
-        sa.select(LedgerNodeRow.level, LedgerNodeRow.idx, LedgerNodeRow.hash).order_by(
-            completes_at, LedgerNodeRow.level
-        ),
+        sa.select(n.level, n.idx, n.hash).order_by(completes_at, n.level),
         execution_options={"yield_per": 4000},
     )
     for level, idx, digest in rows:

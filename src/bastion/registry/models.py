@@ -780,6 +780,18 @@ class ModelService:
                 query = query.where(ArtifactDownloadRow.principal_id == principal_id)
             return int(session.scalar(query) or 0)
 
+    def download_counts(self) -> list[tuple[str, int, int]]:
+        """`(model, version, downloads)` for every version downloaded at least once."""
+        with self._db.read() as session:
+            rows = session.execute(
+                sa.select(ModelRow.name, ModelVersionRow.version, sa.func.count())
+                .select_from(ArtifactDownloadRow)
+                .join(ModelVersionRow, ModelVersionRow.id == ArtifactDownloadRow.version_id)
+                .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+                .group_by(ModelRow.name, ModelVersionRow.version)
+            ).all()
+        return [(str(m), int(v), int(n)) for m, v, n in rows]
+
     def read_mlbom(self, caller: Caller, name: str, ref: str | int) -> bytes:
         self._authz.authorize(caller, Permission.MODEL_READ)
         with self._db.read() as session:
@@ -829,12 +841,13 @@ class ModelService:
     def read_verified_files(
         self, caller: Caller, version_id: str, *, max_bytes: int
     ) -> list[VerifiedFile]:
-        """Every uploaded file of a version, decrypted into memory (AES-GCM checks each chunk)
-        and hashed on the way; a digest that differs from the recorded one raises
-        `IntegrityError` (`registry.digest_mismatch`) and is ledgered, as for downloads. For the
-        gateway: it deserializes exactly these bytes, after checking their signature. Not a
-        download (no `artifact.read`): the caller is Bastion's own serving runtime."""
-        rows = [r for r in self.file_rows(version_id) if r.role == "model"]
+        """Every file of a version (its ML-BOM included), decrypted into memory (AES-GCM
+        checks each chunk) and hashed on the way; a digest that differs from the recorded one raises
+        `IntegrityError` (`registry.digest_mismatch`) and is ledgered, as for downloads.
+        For the gateway: it deserializes exactly these bytes, after checking their
+        signature. Not a download (no `artifact.read`): the caller is Bastion's own serving
+        runtime."""
+        rows = self.file_rows(version_id)  # the ML-BOM too: signatures cover it
         total = sum(r.size for r in rows)
         if total > max_bytes:
             raise InvalidInput(
