@@ -21,17 +21,13 @@ import httpx
 import numpy as np
 import pytest
 
-from bastion.core import Settings
-from bastion.identity import Role
-from bastion.platform import Platform
 from models import Trained, forest, logistic
-from releases import Release
-from support import BIN, free_port, server_env
+from servers import prepare_home, running_server
+from support import BIN, server_env
 
 pytestmark = pytest.mark.e2e
 
 VALIDATION = "https://bastion.dev/attestations/validation/v1"
-STARTUP_TIMEOUT = 30.0
 
 
 @dataclass
@@ -76,39 +72,6 @@ class _Cli:
         return R()
 
 
-def _setup(home: Path, tmp: Path) -> dict[str, str]:
-    """Principals and four release-ready versions, made in-process on the server's home
-    (the server process is what is under test; setting up through it would only be slower).
-    Versions 1 and 4 are logistic regressions, 2 a random forest, 3 a weaker regression."""
-    settings = Settings.from_env(home=home)
-    with Platform.initialise(settings) as platform:
-        _, issued = platform.bootstrap_admin("admin")
-        admin = platform.tokens.authenticate(issued.secret)
-        tokens = {"admin": issued.secret}
-        for name, role in (
-            ("dev", Role.MODEL_DEVELOPER),
-            ("bob", Role.APPROVER),
-            ("ops", Role.DEPLOYER),
-            ("fraud-svc", Role.INFERENCE_CLIENT),
-            ("other-svc", Role.INFERENCE_CLIENT),
-        ):
-            principal = platform.principals.add(admin, name=name, roles=[role])
-            tokens[name] = platform.tokens.create(admin, principal_id=principal.id).secret
-        release = Release(
-            platform=platform,
-            tmp=tmp,
-            dev=platform.tokens.authenticate(tokens["dev"]),
-            approvers=[platform.tokens.authenticate(tokens["bob"])],
-            deployer=platform.tokens.authenticate(tokens["ops"]),
-            client=platform.tokens.authenticate(tokens["fraud-svc"]),
-            admin=admin,
-        )
-        contract = logistic().contract.to_json()
-        for trained in (logistic(), forest(), logistic(c=0.01), logistic(c=0.1)):
-            release.ready(files=trained.files(), contract=contract)
-    return tokens
-
-
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("gateway")
@@ -116,37 +79,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     env = server_env(home)
     env["BASTION_DEPLOY_POLL_SECONDS"] = "0.2"
     env["BASTION_RECEIPT_FLUSH_MS"] = "20"
-    tokens = _setup(home, root)
+    tokens = prepare_home(home, root)
     lr, rf = logistic(), forest()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [BIN, "server", "--listen", f"127.0.0.1:{port}"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after {STARTUP_TIMEOUT} s:\n{log.read_text()}")
-            time.sleep(0.1)
+    with running_server(env, root / "server.log") as server:
         gateway = Gateway(
-            url=url,
+            url=server.url,
             home=home,
             env=env,
-            log=log,
+            log=server.log,
             admin=tokens["admin"],
             dev=tokens["dev"],
             approver=tokens["bob"],
@@ -157,20 +98,13 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             rf=rf,
         )
         deployed = httpx.post(
-            f"{url}/v1/endpoints/fraud/deployments",
+            f"{server.url}/v1/endpoints/fraud/deployments",
             json={"model": "scorer", "version": "1"},
             headers=gateway.headers(gateway.deployer),
             timeout=60,
         )
         assert deployed.status_code == 201, deployed.text
         yield gateway
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
