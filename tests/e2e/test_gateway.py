@@ -232,6 +232,15 @@ def test_contract_violations_are_listed_and_unknown_fields_refused(
         headers={**gw.headers(gw.client), "Content-Type": "application/json"},
     )
     assert huge.status_code == 413
+    too_many = http.post(
+        "/v1/endpoints/fraud/predict",
+        json={"records": [{}] * 1001},
+        headers=gw.headers(gw.client),
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["error"]["details"]["violations"][0]["code"] == (
+        "contract.too_many_rows"
+    )
     assert _predict(http, gw, slice(0, 1)).status_code == 200  # still serving
 
 
@@ -465,5 +474,10 @@ def test_metrics_count_requests_by_status_and_latency(http: httpx.Client, gw: Ga
     assert after - before == 5
     assert _metric(http, gw, "bastion_gateway_request_duration_seconds_count", endpoint="fraud") > 0
     assert _metric(http, gw, "bastion_gateway_contract_violations_total", endpoint="fraud") >= 1
+    download = _Cli(gw.env)(
+        "model", "download", "scorer@1", "--out", str(gw.home.parent / "dl"), token=gw.dev
+    )
+    assert download.code == 0, download.err
+    assert _metric(http, gw, "bastion_model_downloads_total", model="scorer", version="1") >= 1
     assert http.get("/metrics").status_code == 401
     assert http.get("/metrics", headers=gw.headers(gw.client)).status_code == 403

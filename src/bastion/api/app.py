@@ -12,6 +12,7 @@ import bastion
 from bastion.api.deps import PERMISSION_KEY
 from bastion.api.errors import install_error_handlers
 from bastion.api.middleware import EdgeMiddleware
+from bastion.api.prediction import PredictionFastPath
 from bastion.api.routes import audit, auth, deploy, gateway, health, keys, policy, registry
 from bastion.api.routes import receipts as receipt_routes
 from bastion.platform import Platform
@@ -34,7 +35,7 @@ def create_app(platform: Platform, *, serving: bool = True) -> FastAPI:
             yield
         finally:
             if runtime is not None:
-                runtime.stop()
+                await runtime.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -57,6 +58,7 @@ def create_app(platform: Platform, *, serving: bool = True) -> FastAPI:
     app.include_router(receipt_routes.router)
     _document_security(app)
     _check_routes(app)
+    app.add_middleware(PredictionFastPath, runtime=runtime)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=platform.settings.max_request_bytes,

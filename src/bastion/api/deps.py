@@ -29,7 +29,11 @@ def get_platform(request: Request) -> Platform:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    return parse_bearer(request.headers.get("authorization"))
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None when absent)."""
     if header is None:
         return None
     scheme, _, value = header.partition(" ")

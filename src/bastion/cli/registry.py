@@ -7,8 +7,14 @@ upload path the API uses, so the scan, sealing and limits are identical.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,7 +42,10 @@ from bastion.registry import (
     VersionSpec,
     local_environment,
 )
+from bastion.registry.contract import FieldType, InputContract, derive_from_csv
 from bastion.registry.openlineage import export_to_file, run_events
+from bastion.serving.convert import convert_skops
+from bastion.supplychain.scan import AllowList
 
 dataset_app = typer.Typer(help="The dataset inventory.", no_args_is_help=True)
 model_app = typer.Typer(help="Models, versions, artifacts and signatures.", no_args_is_help=True)
@@ -272,10 +281,140 @@ def model_register(
     purpose: Annotated[str | None, typer.Option(help="Declared purpose (new models).")] = None,
     intended_use: Annotated[str, typer.Option("--intended-use", help="(new models)")] = "",
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Label column: derive the input contract from the training data "
+            "(--training-csv here, else the training dataset stored in Bastion)."
+        ),
+    ] = None,
+    training_csv: Annotated[
+        Path | None, typer.Option(help="Local training CSV to derive the contract from.")
+    ] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="Convert a skops model to ONNX (checked to predict the same) and register "
+            "both; the gateway then serves it with ONNX Runtime.",
+        ),
+    ] = False,
     token_file: TokenFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Upload, scan, encrypt and register a new model version."""
+    contract_doc = _json_file(input_contract, "input contract")
+    records: list[dict[str, Any]] | None = None
+    if training_csv is not None:
+        if contract_doc is not None or target is None:
+            raise InvalidInput(
+                "--training-csv derives the contract: give it with --target, without "
+                "--input-contract",
+                code="cli.bad_option",
+            )
+        contract_doc, records = _contract_from_csv(training_csv, target)
+    with tempfile.TemporaryDirectory(prefix="bastion-register-") as scratch:
+        if onnx:
+            file = _with_onnx(file, contract_doc, records, Path(scratch))
+        _register(
+            name, file, dataset, metric, param, params_file, code_ref, contract_doc,
+            output_contract, model_card, description, task, framework, purpose, intended_use,
+            tag, None if training_csv is not None else target, token_file, as_json,
+        )  # fmt: skip
+
+
+def _contract_from_csv(path: Path, target: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The contract of a local training CSV, and up to 256 of its rows for checking a
+    conversion."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"cannot read training CSV {path}: {error}") from None
+    contract = derive_from_csv(io.StringIO(text), exclude=[target])
+    rows = list(csv.DictReader(io.StringIO(text)))[:256]
+    records = [_typed_row(contract, row) for row in rows]
+    return contract.to_json(), records
+
+
+def _typed_row(contract: InputContract, row: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in contract.fields:
+        raw = row.get(spec.name, "")
+        if raw == "":
+            out[spec.name] = None
+        elif spec.type is FieldType.BOOLEAN:
+            out[spec.name] = raw.strip().lower() == "true"
+        elif spec.type is FieldType.STRING:
+            out[spec.name] = raw
+        else:
+            out[spec.name] = float(raw)
+    return out
+
+
+def _with_onnx(
+    source: Path,
+    contract_doc: Mapping[str, Any] | None,
+    records: list[dict[str, Any]] | None,
+    scratch: Path,
+) -> Path:
+    """A copy of `source` with `model.onnx` converted from its one skops file."""
+    if contract_doc is None:
+        raise InvalidInput(
+            "--onnx needs the input contract (--input-contract, or --training-csv with --target)",
+            code="cli.bad_option",
+        )
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    skops_files = [p for p in files if zipfile.is_zipfile(p) and _is_skops(p)]
+    if len(skops_files) != 1:
+        raise InvalidInput(
+            f"--onnx converts exactly one skops file; found {len(skops_files)}",
+            code="cli.bad_option",
+        )
+    contract = InputContract.from_json(contract_doc)
+    onnx_bytes, report = convert_skops(
+        skops_files[0].read_bytes(), contract, allowlist=AllowList.load(None), records=records
+    )
+    copy = scratch / "model"
+    if source.is_file():
+        copy.mkdir()
+        shutil.copy2(source, copy / source.name)
+    else:
+        shutil.copytree(source, copy, symlinks=True)
+    (copy / "model.onnx").write_bytes(onnx_bytes)
+    err.print(
+        f"converted {skops_files[0].name} to ONNX: {report.rows} rows checked, "
+        f"{report.label_mismatches} label mismatches, max probability difference "
+        f"{report.max_abs_prob_diff}"
+    )
+    return copy
+
+
+def _is_skops(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return "schema.json" in archive.namelist()
+
+
+def _register(
+    name: str,
+    file: Path,
+    dataset: list[str] | None,
+    metric: list[str] | None,
+    param: list[str] | None,
+    params_file: Path | None,
+    code_ref: str | None,
+    contract_doc: Mapping[str, Any] | None,
+    output_contract: Path | None,
+    model_card: Path | None,
+    description: str,
+    task: str | None,
+    framework: str | None,
+    purpose: str | None,
+    intended_use: str,
+    tag: list[str] | None,
+    target: str | None,
+    token_file: Path | None,
+    as_json: bool,
+) -> None:
     parameters: dict[str, Any] = dict(_json_file(params_file, "parameters") or {})
     parameters.update(_pairs(param or [], "--param"))
     spec = VersionSpec(
@@ -285,12 +424,13 @@ def model_register(
         parameters=parameters,
         code_ref=code_ref,
         environment=local_environment(),
-        input_contract=_json_file(input_contract, "input contract"),
+        input_contract=contract_doc,
         output_contract=_json_file(output_contract, "output contract"),
         model_card=_json_file(model_card, "model card") or {},
         tags=_pairs(tag or [], "--tag"),
         task=task,
         framework=framework,
+        target=target,
     )
     with open_platform() as platform:
         caller = caller_of(platform, token_file)

@@ -17,15 +17,15 @@ counts.
 
 Design, for speed (the whole gateway path must stay well under a millisecond):
 
-* `InputContract.__post_init__` validates the contract once and compiles one pair of checkers
-  per field (closures with the bounds, category set and messages bound in). Nothing is looked
-  up per request.
-* A request is checked column by column. Small batches (fewer than `VECTOR_MIN_ROWS` rows: the
-  usual single prediction) run a tight per-value loop; larger batches first try a vectorised
-  path (the set of Python types in the column, then one numpy conversion, `isfinite`, and range
-  counts), and fall back to the per-value loop only to name the exact rows of a violation.
-* Numeric fields (number, integer, boolean) land in one `(n_numeric, rows)` float64 block, so
-  `Batch.matrix()` is a single transposing copy.
+* `InputContract.__post_init__` validates the contract once and compiles, per field, the
+  bounds, category set and messages into closures and tuples. Nothing is looked up per request.
+* Small batches (fewer than `VECTOR_MIN_ROWS` rows: the usual single prediction) go through
+  one fused loop over rows and fields that only recognises the common, clean case; larger
+  batches are checked column by column, vectorised (the set of Python types in the column, one
+  numpy conversion, `isfinite`, range counts). Either path falls back, on the first doubt, to
+  per-value checkers that name every violation with its row.
+* Numeric fields (number, integer, boolean) land in one read-only float64 block of
+  (rows, numeric fields); the columns are views into it and `Batch.matrix()` is one copy.
 
 Semantics worth knowing: `required: false` means an absent field is null (NaN/None) even when
 `nullable` is false; `nullable` is about an explicit JSON `null`. NaN and infinity are never
@@ -258,6 +258,7 @@ class InputContract:
     _all_numeric: bool = field(init=False, repr=False, compare=False)
     _quick_specs: tuple[_Quick, ...] = field(init=False, repr=False, compare=False)
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _numeric_at: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         specs = tuple(_normalise(spec, i) for i, spec in enumerate(_as_tuple(self.fields)))
@@ -276,6 +277,8 @@ class InputContract:
         object.__setattr__(self, "_all_numeric", all(s.numeric for s in specs))
         object.__setattr__(self, "_quick_specs", tuple(_quick_spec(s) for s in specs))
         object.__setattr__(self, "_index", MappingProxyType({n: j for j, n in enumerate(names)}))
+        numeric_at = tuple(j for j, s in enumerate(specs) if s.numeric)
+        object.__setattr__(self, "_numeric_at", numeric_at)
 
     # ------------------------------------------------------------------ the document
 
@@ -361,7 +364,7 @@ class InputContract:
         for key, col in columns.items():
             if key not in self._known:
                 violations.append(
-                    Violation(None, _clip(key), UNKNOWN_FIELD, "unknown field (column)")
+                    Violation(None, _clip(str(key)), UNKNOWN_FIELD, "unknown field (column)")
                 )
             elif isinstance(col, (list, tuple)) or (isinstance(col, np.ndarray) and col.ndim == 1):
                 lengths[key] = len(col)
@@ -549,11 +552,19 @@ class InputContract:
                     anomalies=anomalies,
                     _block=block,
                 )
+            numeric = self._numeric_at
+            block = _frozen(
+                np.array([[row[j] for j in numeric] for row in rows], dtype=np.float64)
+                if numeric
+                else np.empty((len(rows), 0))
+            )
+            k = 0
             for j, spec in enumerate(self.fields):
-                column = [row[j] for row in rows]
-                columns[spec.name] = _frozen(
-                    np.array(column, dtype=np.float64) if spec.numeric else _object_array(column)
-                )
+                if spec.numeric:
+                    columns[spec.name] = block[:, k]
+                    k += 1
+                else:
+                    columns[spec.name] = _frozen(_object_array([row[j] for row in rows]))
         except OverflowError:  # an int beyond float64: let the checkers say so
             return None
         return Batch(rows=len(rows), columns=columns, anomalies=anomalies)

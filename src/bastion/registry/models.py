@@ -25,7 +25,7 @@ import platform as python_platform
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +41,7 @@ from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyService
+from bastion.registry.contract import InputContract, derive_from_csv
 from bastion.registry.datasets import _tags, find_dataset
 from bastion.registry.gates import gate_version
 from bastion.registry.openlineage import LineageRun
@@ -108,6 +109,9 @@ class VersionSpec:
     tags: Mapping[str, str] | None = None
     task: str | None = None
     framework: str | None = None
+    # With no input contract: derive it from the training dataset (a sealed CSV in the
+    # lineage), leaving out this label column.
+    target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +218,11 @@ class ModelService:
         check_name(name, "model")
         clean = _clean_spec(spec)
         with self._db.read() as session:
-            self._resolve_lineage(session, clean.datasets)
+            lineage = self._resolve_lineage(session, clean.datasets)
             if create is None:
                 _find_model(session, name)
+        if clean.input_contract is None and clean.target is not None:
+            clean = replace(clean, input_contract=self._derive_contract(lineage, clean.target))
         tree = self._staging.claim(caller, upload_id)
         report = self._scan(caller, name, tree)
         version_id = new_id("mv")
@@ -431,6 +437,29 @@ class ModelService:
             )
             session.flush()
             return _version(session, row, model)
+
+    def _derive_contract(
+        self, lineage: list[tuple[DatasetRow, LineageRole]], target: str
+    ) -> dict[str, Any]:
+        """The input contract of the training data: every column but `target`, with the
+        types, ranges and categories seen (a one-pass read of the sealed CSV)."""
+        training = [d for d, role in lineage if role is LineageRole.TRAINING and d.blob_key]
+        if len(training) != 1:
+            raise InvalidInput(
+                "deriving the input contract needs exactly one training dataset stored in "
+                f"Bastion in the lineage (found {len(training)}); give the contract instead",
+                code="registry.no_training_data",
+            )
+        data = self._blobs.get(str(training[0].blob_key))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"dataset {training[0].name}@{training[0].version} is not UTF-8 CSV; give the "
+                "contract instead",
+                code="contract.bad_data",
+            ) from None
+        return derive_from_csv(io.StringIO(text), exclude=[target]).to_json()
 
     def _resolve_lineage(
         self, session: Session, refs: Sequence[DatasetRef]
@@ -1049,13 +1078,21 @@ def _clean_spec(spec: VersionSpec) -> VersionSpec:
         parameters=check_json(spec.parameters, "parameters") or {},
         code_ref=spec.code_ref or None,
         environment=check_json(spec.environment, "environment") or {},
-        input_contract=check_json(spec.input_contract, "input contract"),
+        input_contract=_contract(spec.input_contract),
         output_contract=check_json(spec.output_contract, "output contract"),
         model_card=card,
         tags=check_tags(spec.tags or {}),
         task=spec.task,
         framework=spec.framework,
+        target=check_text(spec.target, "target", 128) or None,
     )
+
+
+def _contract(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A contract is parsed strictly at registration (`contract.invalid` says what is
+    wrong), and stored in its normal form."""
+    checked = check_json(doc, "input contract")
+    return None if checked is None else InputContract.from_json(checked).to_json()
 
 
 def _find_model(session: Session, name: str, *, lock: bool = False) -> ModelRow:

@@ -52,7 +52,14 @@ from bastion.serving.loaders import (
 if TYPE_CHECKING:
     from bastion.registry.contract import Batch, InputContract
 
-__all__ = ["ConversionFailed", "EquivalenceReport", "check_equivalent", "to_onnx"]
+__all__ = [
+    "ConversionFailed",
+    "EquivalenceReport",
+    "check_equivalent",
+    "convert_skops",
+    "sample_records",
+    "to_onnx",
+]
 
 _REASON_CHARS = 1000
 
@@ -252,3 +259,53 @@ def _compare(
             details=report.to_dict(),
         )
     return report
+
+
+def sample_records(
+    contract: InputContract, rows: int = 256, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Rows inside the contract (uniform over each numeric field's training range, drawn from
+    its categories), for an equivalence check when no training data is at hand."""
+    from bastion.registry.contract import FieldType
+
+    rng = np.random.default_rng(seed)
+    out: list[dict[str, Any]] = [{} for _ in range(rows)]
+    for spec in contract.fields:
+        low = spec.minimum if spec.minimum is not None else -1.0
+        high = spec.maximum if spec.maximum is not None else 1.0
+        for row in out:
+            if spec.type is FieldType.STRING:
+                row[spec.name] = str(rng.choice(spec.categories)) if spec.categories else "a"
+            elif spec.type is FieldType.BOOLEAN:
+                row[spec.name] = bool(rng.integers(0, 2))
+            elif spec.type is FieldType.INTEGER:
+                row[spec.name] = int(rng.integers(int(low), int(high) + 1))
+            else:
+                row[spec.name] = float(rng.uniform(low, high))
+    return out
+
+
+def convert_skops(
+    data: bytes,
+    contract: InputContract,
+    *,
+    allowlist: Any,
+    records: list[dict[str, Any]] | None = None,
+) -> tuple[bytes, EquivalenceReport]:
+    """The developer's conversion at registration: load a skops file (only allow-listed
+    types), convert it for `contract`, and prove the ONNX model predicts what it predicts on
+    `records` (the training rows, or rows sampled inside the contract)."""
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = [t for t in untrusted if not allowlist.allows_skops_type(t)]
+    if refused:
+        raise ConversionFailed(
+            f"the skops file holds types outside the allow-list: {', '.join(refused[:5])}",
+            code="convert.untrusted_type",
+            details={"types": refused[:50]},
+        )
+    estimator = sio.loads(data, trusted=untrusted)
+    onnx_bytes = to_onnx(estimator, contract)
+    batch = contract.validate_records(records or sample_records(contract))
+    return onnx_bytes, check_equivalent(estimator, onnx_bytes, batch)

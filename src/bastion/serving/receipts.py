@@ -438,9 +438,10 @@ class ReceiptLog:
                 self._pending[receipt.request_id] = receipt
                 self._submitted += 1
                 depth += 1
-                # Wake the writer when the queue starts (its interval clock) or fills a batch.
+                # Wake the writer when the queue starts (its interval clock) or fills a batch
+                # (all waiters: flush() callers wait on the same condition).
                 if depth == 1 or depth == self._flush_max:
-                    self._cond.notify()
+                    self._cond.notify_all()
                 return True
             if self._reject:
                 raise Unavailable(

@@ -10,7 +10,6 @@ builds a `Platform` without any of this; only `bastion server` starts it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 
@@ -71,10 +70,11 @@ class ServingRuntime:
             self._thread = None
         self._shadows.close()
         self._receipts.close()
-        try:
-            asyncio.run(self._limiter.close())
-        except RuntimeError:  # inside a running loop (tests): the limiter's client is dropped
-            log.debug("rate limiter closed without its loop")
+
+    async def aclose(self) -> None:
+        """`stop`, then close the rate limiter's connections (on the server's event loop)."""
+        self.stop()
+        await self._limiter.close()
 
     def tick(self) -> None:
         """One pass of the background loop (also called by tests)."""

@@ -251,6 +251,17 @@ def test_clean_rows_validate(contract: InputContract, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", SIZES)
+def test_string_only_and_single_field_contracts(n: int) -> None:
+    strings = InputContract(fields=(FieldSpec("s", FieldType.STRING),))
+    batch = strings.validate_records([{"s": f"v{i}"} for i in range(n)])
+    assert batch.columns["s"].tolist() == [f"v{i}" for i in range(n)]
+    one = InputContract(fields=(FieldSpec("s", FieldType.STRING), FieldSpec("x", FieldType.NUMBER)))
+    batch = one.validate_records([{"s": "a", "x": i} for i in range(n)])
+    assert batch.columns["x"].tolist() == [float(i) for i in range(n)]
+    assert batch.columns["s"].tolist() == ["a"] * n
+
+
+@pytest.mark.parametrize("n", SIZES)
 def test_integral_floats_are_integers(contract: InputContract, n: int) -> None:
     rows = rows_with(n, n_items=7.0)
     assert contract.validate_records(rows).columns["n_items"][-1] == 7.0

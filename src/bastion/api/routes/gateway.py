@@ -14,7 +14,6 @@ Handlers read the body themselves (no pydantic model on the hot path) and hand i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -22,7 +21,8 @@ from fastapi import APIRouter, Request, Response
 
 import bastion
 from bastion.api.deps import PlatformDep, bearer_token, current_caller, permission
-from bastion.core.errors import BastionError
+from bastion.api.prediction import error_reply, serve_prediction
+from bastion.core.errors import BastionError, Unavailable
 from bastion.identity import Permission
 from bastion.serving.gateway import status_of
 from bastion.serving.runtime import ServingRuntime
@@ -30,7 +30,6 @@ from bastion.serving.runtime import ServingRuntime
 router = APIRouter(tags=["inference"])
 
 _JSON = "application/json"
-_UNKNOWN = "_unknown"
 
 _NATIVE_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -103,64 +102,27 @@ def _body_doc(schema: dict[str, Any], perm: Permission) -> dict[str, Any]:
 def _runtime(request: Request) -> ServingRuntime:
     runtime: ServingRuntime | None = getattr(request.app.state, "serving", None)
     if runtime is None:  # an app built without serving (tests of the control plane)
-        from bastion.core.errors import Unavailable
-
         raise Unavailable("this server does not serve predictions", code="serving.disabled")
     return runtime
 
 
 async def _serve(request: Request, name: str, *, protocol: str, version: str | None) -> Response:
-    start = time.perf_counter()
-    runtime = _runtime(request)
-    gateway = runtime.gateway
-    state_id = str(getattr(request.state, "request_id", ""))
-    presented = "x-request-id" in request.headers
-    endpoint_label, version_label, status = _UNKNOWN, "-", 200
-    try:
-        caller = gateway.authenticate(bearer_token(request), name, state_id or None)
-        route = gateway.route(name)
-        endpoint_label = name
-        await gateway.limit(route, caller)
-        loaded, role = gateway.pick(
-            route, caller, request.headers.get("x-bastion-route-key"), version
-        )
-        version_label = loaded.label
-        answer = await gateway.predict(
-            caller,
-            route,
-            loaded,
-            role,
-            await request.body(),
-            protocol=protocol,
-            request_id=None if presented else state_id or None,
-            client_request_id=request.headers.get("x-request-id") if presented else None,
-            wait_receipt=request.headers.get("x-bastion-receipt") == "wait",
-        )
-        return Response(orjson.dumps(answer.body), media_type=_JSON)
-    except BastionError as error:
-        status = status_of(error)
-        if protocol == "v2":
-            return _v2_error(error, status)
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        gateway.metrics.version(endpoint_label, version_label).request(
-            status, time.perf_counter() - start
-        )
+    # Reached only where `PredictionFastPath` is not installed: the same implementation.
+    reply = await serve_prediction(
+        getattr(request.app.state, "serving", None),
+        name,
+        protocol=protocol,
+        version=version,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        read_body=request.body,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return Response(reply.body, reply.status, reply.headers, media_type=_JSON)
 
 
 def _v2_error(error: BastionError, status: int) -> Response:
-    body: dict[str, Any] = {"error": error.message, "code": error.code}
-    if error.details:
-        body["details"] = error.details
-    headers: dict[str, str] = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    elif status == 429 and isinstance(error.details.get("retry_after"), int):
-        headers["Retry-After"] = str(error.details["retry_after"])
-    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+    reply = error_reply(error, status, "v2")
+    return Response(reply.body, reply.status, reply.headers, media_type=_JSON)
 
 
 # -- native -----------------------------------------------------------------------------------
