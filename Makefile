@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/supplychain.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
