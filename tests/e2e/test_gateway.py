@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import time
@@ -481,3 +482,34 @@ def test_metrics_count_requests_by_status_and_latency(http: httpx.Client, gw: Ga
     assert _metric(http, gw, "bastion_model_downloads_total", model="scorer", version="1") >= 1
     assert http.get("/metrics").status_code == 401
     assert http.get("/metrics", headers=gw.headers(gw.client)).status_code == 403
+
+
+def test_replicas_share_one_rate_limit_through_redis(http: httpx.Client, gw: Gateway) -> None:
+    endpoint = f"shared-{os.urandom(3).hex()}"  # fresh Redis keys for every run
+    deployed = http.post(
+        f"/v1/endpoints/{endpoint}/deployments",
+        json={
+            "model": "scorer",
+            "version": "1",
+            "limits": {"principal": {"rate": 0.01, "burst": 4}},
+        },
+        headers=gw.headers(gw.deployer),
+    )
+    assert deployed.status_code == 201, deployed.text
+    env = {**gw.env, "BASTION_RATELIMIT_URL": "redis://127.0.0.1:6379/0"}
+    body = {"records": gw.lr.records(slice(0, 1))}
+    with (
+        running_server(env, gw.home.parent / "replica-a.log") as a,
+        running_server(env, gw.home.parent / "replica-b.log") as b,
+    ):
+        codes = []
+        for url in (a.url, b.url, a.url, b.url, a.url, b.url):
+            response = httpx.post(
+                f"{url}/v1/endpoints/{endpoint}/predict",
+                json=body,
+                headers=gw.headers(gw.client),
+                timeout=30,
+            )
+            codes.append(response.status_code)
+    # One bucket of 4 for the two replicas together, not 4 each.
+    assert codes == [200, 200, 200, 200, 429, 429]

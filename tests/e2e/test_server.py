@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import free_port, server_env
+from servers import running_server
+from support import BIN, server_env
 
 pytestmark = pytest.mark.e2e
 
-BIN = shutil.which("bastion", path=str(Path(sys.executable).parent)) or str(
-    Path(sys.executable).parent / "bastion"
-)
 MiB = 1024 * 1024
-STARTUP_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -42,38 +36,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert init.returncode == 0, init.stderr
     token = next(line for line in init.stdout.splitlines() if line.startswith("bst_"))
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [BIN, "server", "--listen", f"127.0.0.1:{port}"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after {STARTUP_TIMEOUT} s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Server(url=url, token=token, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    assert process.returncode is not None
+    with running_server(env, root / "server.log") as running:
+        yield Server(url=running.url, token=token, log=running.log)
+    assert running.process.returncode is not None
 
 
 @pytest.fixture

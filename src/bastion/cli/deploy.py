@@ -8,6 +8,7 @@ BASTION_DEPLOY_POLL_SECONDS (at once when the change is made through its own API
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,50 +127,25 @@ def _action(name: str, endpoint: str, reason: str, token_file: Path | None, as_j
     _show(result, as_json)
 
 
-@rollout_app.command("promote")
-def rollout_promote(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    """Give the new version 100 % now."""
-    _action("promote", endpoint, reason, token_file, as_json)
+def _command(action: str, doc: str) -> Callable[..., None]:
+    def command(
+        endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
+    ) -> None:
+        _action(action, endpoint, reason, token_file, as_json)
+
+    command.__doc__ = doc
+    return command
 
 
-@rollout_app.command("pause")
-def rollout_pause(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    """Hold the rollout at its current weight."""
-    _action("pause", endpoint, reason, token_file, as_json)
-
-
-@rollout_app.command("resume")
-def rollout_resume(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    _action("resume", endpoint, reason, token_file, as_json)
-
-
-@rollout_app.command("rollback")
-def rollout_rollback(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    """All traffic back to the version that served before the latest deployment."""
-    _action("rollback", endpoint, reason, token_file, as_json)
-
-
-@endpoint_app.command("kill")
-def endpoint_kill(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    """The kill switch: stop the endpoint serving (503) in every gateway."""
-    _action("kill", endpoint, reason, token_file, as_json)
-
-
-@endpoint_app.command("revive")
-def endpoint_revive(
-    endpoint: str, reason: Reason = "", token_file: TokenFile = None, as_json: JsonFlag = False
-) -> None:
-    _action("revive", endpoint, reason, token_file, as_json)
+for _app, _name, _doc in (
+    (rollout_app, "promote", "Give the new version 100 % now."),
+    (rollout_app, "pause", "Hold the rollout at its current weight."),
+    (rollout_app, "resume", "Let a paused rollout go on."),
+    (rollout_app, "rollback", "All traffic back to the version that served before."),
+    (endpoint_app, "kill", "The kill switch: stop the endpoint serving (503) in every gateway."),
+    (endpoint_app, "revive", "Undo the kill switch."),
+):
+    _app.command(_name)(_command(_name, _doc))
 
 
 @endpoint_app.command("shadow")
