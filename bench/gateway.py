@@ -301,14 +301,19 @@ def prepare_model(key: str, workdir: Path) -> ModelCase:
 # (a) Bastion
 
 
-def start_bastion(procs: Processes, case: ModelCase, workdir: Path) -> Target:
-    """(a): `bastion server` serving the same estimator with every control on: a token
-    checked and authorized per request (scoped to the endpoint), the input contract derived
-    from the training data, token-bucket rate limits per principal and per endpoint (set high
-    enough never to refuse, so their bookkeeping runs on every request), a receipt per
-    prediction with HMAC digests queued to the prediction log, Prometheus metrics. The model
-    goes the real way: converted to ONNX at registration, scanned, sealed, signed, attested,
-    approved and deployed through the policy gates."""
+def feature_names() -> list[str]:
+    """The dataset's feature names as contract field names (no spaces)."""
+    from sklearn.datasets import load_breast_cancer
+
+    return [str(n).replace(" ", "_") for n in load_breast_cancer().feature_names]
+
+
+def prepare_bastion_home(home: Path, scratch: Path, model: str, estimators: Sequence[Any]) -> str:
+    """A Bastion home whose endpoint `model` serves version 1 of `estimators`, each one
+    registered the real way: converted to ONNX (checked on the training rows), scanned,
+    sealed, signed, attested and approved; version 1 deployed through the deploy gate.
+    Returns an inference client's token scoped to the endpoint, and writes the deployer's
+    token to `home/deployer.token` (mode 0600)."""
     import skops.io as sio
     from sklearn.datasets import load_breast_cancer
 
@@ -319,21 +324,11 @@ def start_bastion(procs: Processes, case: ModelCase, workdir: Path) -> Target:
     from bastion.registry.contract import InputContract
     from bastion.serving.convert import convert_skops
 
-    folder = workdir / f"bastion-{case.key}"
-    home = folder / "home"
-    model_dir = folder / "model"
-    model_dir.mkdir(parents=True)
     data = load_breast_cancer()
-    names = [str(n).replace(" ", "_") for n in data.feature_names]
+    names = feature_names()
     contract = InputContract.derive({n: data.data[:, i].tolist() for i, n in enumerate(names)})
-    skops_bytes = sio.dumps(case.estimator)
     records = [dict(zip(names, map(float, row), strict=True)) for row in data.data[:256]]
     with Platform.initialise(Settings(home=home)) as platform:
-        onnx_bytes, _ = convert_skops(
-            skops_bytes, contract, allowlist=platform.models.allowlist, records=records
-        )
-        (model_dir / "model.skops").write_bytes(skops_bytes)
-        (model_dir / "model.onnx").write_bytes(onnx_bytes)
         _, issued = platform.bootstrap_admin("admin")
         admin = platform.tokens.authenticate(issued.secret)
 
@@ -343,27 +338,48 @@ def start_bastion(procs: Processes, case: ModelCase, workdir: Path) -> Target:
 
         dev = platform.tokens.authenticate(principal("dev", Role.MODEL_DEVELOPER))
         approver = platform.tokens.authenticate(principal("approver", Role.APPROVER))
-        deployer = platform.tokens.authenticate(principal("ops", Role.DEPLOYER))
-        client = principal("client", Role.INFERENCE_CLIENT, (f"endpoint:{case.key}",))
-        upload = platform.staging.create(dev)
-        platform.staging.add_tree(dev, upload.id, model_dir)
-        version = platform.models.register_version(
-            dev,
-            case.key,
-            upload.id,
-            VersionSpec(input_contract=contract.to_json()),
-            create=ModelSpec(purpose="bench"),
-        )
-        platform.signatures.sign(dev, case.key, version.version)
-        platform.attestations.attest(
-            dev,
-            case.key,
-            version.version,
-            "https://bastion.dev/attestations/validation/v1",
-            {"passed": True},
-        )
-        platform.approvals.approve(approver, case.key, version.version)
-        platform.deployments.deploy(deployer, case.key, case.key, version.version)
+        deployer_token = principal("ops", Role.DEPLOYER)
+        deployer = platform.tokens.authenticate(deployer_token)
+        client = principal("client", Role.INFERENCE_CLIENT, (f"endpoint:{model}",))
+        for index, estimator in enumerate(estimators):
+            model_dir = scratch / f"model-{index}"
+            model_dir.mkdir(parents=True)
+            skops_bytes = sio.dumps(estimator)
+            onnx_bytes, _ = convert_skops(
+                skops_bytes, contract, allowlist=platform.models.allowlist, records=records
+            )
+            (model_dir / "model.skops").write_bytes(skops_bytes)
+            (model_dir / "model.onnx").write_bytes(onnx_bytes)
+            upload = platform.staging.create(dev)
+            platform.staging.add_tree(dev, upload.id, model_dir)
+            version = platform.models.register_version(
+                dev,
+                model,
+                upload.id,
+                VersionSpec(input_contract=contract.to_json()),
+                create=ModelSpec(purpose="bench"),
+            )
+            platform.signatures.sign(dev, model, version.version)
+            platform.attestations.attest(
+                dev,
+                model,
+                version.version,
+                "https://bastion.dev/attestations/validation/v1",
+                {"passed": True},
+            )
+            platform.approvals.approve(approver, model, version.version)
+        platform.deployments.deploy(deployer, model, model, 1)
+    token_file = home / "deployer.token"
+    token_file.write_text(deployer_token)
+    token_file.chmod(0o600)
+    return client
+
+
+def start_bastion_server(
+    procs: Processes, home: Path, folder: Path, **settings: str
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """`bastion server` on `home` with rate limits high enough never to refuse (so their
+    bookkeeping runs on every request without tripping); its port once it answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(
@@ -373,16 +389,33 @@ def start_bastion(procs: Processes, case: ModelCase, workdir: Path) -> Target:
         BASTION_RATELIMIT_PRINCIPAL_BURST="10000000",
         BASTION_RATELIMIT_ENDPOINT_RATE="1000000",
         BASTION_RATELIMIT_ENDPOINT_BURST="10000000",
+        **settings,
     )
     bastion = Path(sys.executable).parent / "bastion"
-    proc = procs.start([str(bastion), "server"], cwd=folder, log=folder / "server.log", env=env)
+    log = folder / "server.log"
+    proc = procs.start([str(bastion), "server"], cwd=folder, log=log, env=env)
     try:
-        wait_ready(port, "/healthz", proc, folder / "server.log", START_TIMEOUT_S)
+        wait_ready(port, "/healthz", proc, log, START_TIMEOUT_S)
     except BaseException:
         procs.stop(proc)
         raise
+    return port, proc
+
+
+def start_bastion(procs: Processes, case: ModelCase, workdir: Path) -> Target:
+    """(a): `bastion server` serving the same estimator with every control on: a token
+    checked and authorized per request (scoped to the endpoint), the input contract derived
+    from the training data, token-bucket rate limits per principal and per endpoint (set high
+    enough never to refuse, so their bookkeeping runs on every request), a receipt per
+    prediction with HMAC digests queued to the prediction log, Prometheus metrics. The model
+    goes the real way: converted to ONNX at registration, scanned, sealed, signed, attested,
+    approved and deployed through the policy gates."""
+    folder = workdir / f"bastion-{case.key}"
+    home = folder / "home"
+    client = prepare_bastion_home(home, folder, case.key, [case.estimator])
+    port, proc = start_bastion_server(procs, home, folder)
     body = folder / "body.json"
-    row = dict(zip(names, case.row, strict=True))
+    row = dict(zip(feature_names(), case.row, strict=True))
     body.write_text(json.dumps({"records": [row]}, separators=(",", ":")))
     return Target(
         url=f"http://127.0.0.1:{port}/v1/endpoints/{case.key}/predict",

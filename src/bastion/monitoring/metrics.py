@@ -23,7 +23,7 @@ Exposed series (all names `bastion_`-prefixed):
     bastion_gateway_receipts_dropped_total{endpoint}
     bastion_gateway_receipt_queue_depth
     bastion_gateway_model_loads_total{endpoint,version,outcome}      outcome ok|refused
-    bastion_deploy_time_to_rollback_seconds{endpoint}                histogram, 1 s .. 1 h
+    bastion_deploy_time_to_rollback_seconds{endpoint}                histogram, 1 ms .. 1 h
     bastion_deploy_last_time_to_rollback_seconds{endpoint}
     bastion_deploy_traffic_weight{endpoint,version,role}             role stable|canary|shadow
     bastion_endpoint_serving{endpoint}                               1 serving, 0 not
@@ -78,7 +78,24 @@ REQUEST_BUCKETS: Final = (
     5.0,
     10.0,
 )
-ROLLBACK_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+# A rollback in the process that made it swaps routes in milliseconds; other replicas follow
+# within their poll interval; the monitoring issue's automatic rollbacks add detection time.
+ROLLBACK_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    3600.0,
+)
 
 SCOPES: Final = frozenset({"principal", "endpoint"})
 ROLES: Final = frozenset({"stable", "canary", "shadow"})
