@@ -307,3 +307,35 @@ def test_keys_are_stable_across_restarts(platform: Platform, client_actor: Actor
         again.receipts.log.verify()
     # A different home has different keys: digests are keyed.
     assert platform.keystore.named_key("receipt-hmac-key") != b"k" * 32
+
+
+def test_one_pass_appends_refuse_bad_batches_and_clashes_write_nothing(
+    platform: Platform, client_actor: Actor
+) -> None:
+    from bastion.core.errors import Conflict, InvalidInput
+
+    tlog = platform.receipts.log
+    columns = ("request_id", "endpoint", "principal_id", "created_at", "body")
+    with pytest.raises(InvalidInput) as empty:
+        tlog.append_sequenced([], columns)
+    assert empty.value.code == "ledger.empty_batch"
+    with pytest.raises(InvalidInput) as bad:
+        tlog.append_sequenced([{"request_id": "x"}], ("request_id",))
+    assert bad.value.code == "ledger.bad_columns"
+    rows = [
+        {
+            "request_id": r.request_id,
+            "endpoint": r.endpoint,
+            "principal_id": r.principal,
+            "created_at": r.time,
+            "body": r.body(),
+        }
+        for r in (make(platform, client_actor, n) for n in range(5))
+    ]
+    first, checkpoint = tlog.append_sequenced(rows, columns)
+    assert (first, checkpoint.size) == (0, 5)
+    with pytest.raises(Conflict):
+        tlog.append_sequenced([*rows[:1], {**rows[1], "request_id": "req_new"}], columns)
+    assert tlog.size() == 5
+    report = tlog.verify()
+    assert report.size == 5

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
@@ -72,6 +72,8 @@ class LogTables:
     max_index_sql: sa.TextClause = field(init=False, repr=False, compare=False)
     queued_sql: sa.TextClause = field(init=False, repr=False, compare=False)
     nodes_sql_head: str = field(init=False, repr=False, compare=False)
+    entries_name: str = field(init=False, repr=False, compare=False)
+    nodes_name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Names of our own ORM tables, never input; checked anyway before they enter SQL text.
@@ -84,6 +86,8 @@ class LogTables:
         object.__setattr__(self, "max_index_sql", sa.text(top))
         object.__setattr__(self, "queued_sql", sa.text(queued))
         object.__setattr__(self, "nodes_sql_head", head)
+        object.__setattr__(self, "entries_name", entries)
+        object.__setattr__(self, "nodes_name", nodes)
 
 
 AUDIT_TABLES = LogTables(
@@ -235,6 +239,63 @@ class TransparencyLog:
             now = self._clock.now()
             session.add(t.checkpoints(size=tree.size, root=root, note=note, created_at=now))
             return SignedCheckpoint(size=tree.size, root=root, note=note, created_at=now)
+
+    def append_sequenced(
+        self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+    ) -> tuple[int, SignedCheckpoint]:
+        """Insert entries already sequenced, with their nodes and a signed checkpoint, in one
+        transaction under the writer lock; `(first leaf index, checkpoint)`.
+
+        For a writer that owns its entries (the prediction log's batches): one pass instead of
+        insert, then select, update and insert. `columns` name the values each row gives
+        (`body` among them); everything goes through the driver's own executemany, since
+        SQLAlchemy's per-row bind processing cost more than the database on this path.
+        Unique-key clashes raise `Conflict` and write nothing.
+        """
+        if not rows:
+            raise InvalidInput("nothing to append", code="ledger.empty_batch")
+        if "body" not in columns or not all(_IDENTIFIER.fullmatch(c) for c in columns):
+            raise InvalidInput("bad entry columns", code="ledger.bad_columns")
+        t = self.tables
+        with self._db.transaction() as session:
+            conn = session.connection()
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                session.execute(sa.select(sa.func.pg_advisory_xact_lock(t.pg_lock)))
+            size = _size(conn, t)
+            border = merkle.perfect_subtrees(0, size)
+            nodes = _nodes(conn, t, border)
+            tree = merkle.CompactRange.from_state(size, [nodes[c] for c in border])
+            first = tree.size
+            table = t.entries.__table__
+            binds = [table.c[c].type.bind_processor(conn.dialect) for c in columns]
+            entries: list[tuple[Any, ...]] = []
+            completed: list[tuple[int, int, bytes]] = []
+            for row in rows:
+                leaf = merkle.leaf_hash(row["body"])
+                values = (
+                    row[c] if bind is None else bind(row[c])
+                    for c, bind in zip(columns, binds, strict=True)
+                )
+                entries.append((*values, tree.size, leaf))
+                completed.extend(tree.append(leaf))
+            mark = "%s" if postgres else "?"
+            names = ", ".join((*columns, "leaf_index", "leaf_hash"))
+            marks = ", ".join([mark] * (len(columns) + 2))
+            conn.exec_driver_sql(
+                f"INSERT INTO {t.entries_name} ({names}) VALUES ({marks})",  # noqa: S608
+                entries,
+            )
+            conn.exec_driver_sql(
+                f"INSERT INTO {t.nodes_name} (level, idx, hash) "  # noqa: S608
+                f"VALUES ({mark}, {mark}, {mark})",
+                completed,
+            )
+            root = tree.root()
+            note = self._signer.sign(Checkpoint(origin=self.origin, size=tree.size, root=root))
+            now = self._clock.now()
+            session.add(t.checkpoints(size=tree.size, root=root, note=note, created_at=now))
+            return first, SignedCheckpoint(size=tree.size, root=root, note=note, created_at=now)
 
     # -- reading ------------------------------------------------------------------------------
 
