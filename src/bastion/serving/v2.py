@@ -50,7 +50,7 @@ from bastion.registry.contract import (
     Violation,
 )
 
-MAX_ID_LENGTH: Final = 256
+MAX_ID_LENGTH: Final = 128  # a receipt keeps it as client_request_id (1-128)
 
 _INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
     "INT8": (-(2**7), 2**7 - 1),

@@ -427,3 +427,12 @@ def test_encode_response() -> None:
     assert "id" not in encode_response(
         model_name="m", model_version="1", request_id=None, outputs={}
     )
+
+
+def test_request_ids_fit_the_receipt() -> None:
+    body = per_field()
+    body["id"] = "r" * 128
+    assert decode_request(body, NUMERIC)[0] == "r" * 128
+    body["id"] = "r" * 129
+    with pytest.raises(V2Invalid):
+        decode_request(body, NUMERIC)
