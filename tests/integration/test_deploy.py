@@ -11,7 +11,7 @@ import pytest
 
 from bastion.core import ManualClock
 from bastion.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from bastion.deploy import RolloutPlan
+from bastion.deploy import RolloutPlan, RouteSpec
 from bastion.identity import Role
 from bastion.platform import Platform
 from bastion.policy import PolicyDenied
@@ -312,14 +312,14 @@ def test_bad_names_limits_and_models_change_nothing(rel: Release) -> None:
 
 
 def test_listeners_hear_committed_changes_only(rel: Release) -> None:
-    heard: list[str] = []
+    heard: list[RouteSpec] = []
     rel.platform.deployments.add_listener(heard.append)
     unapproved = rel.register()
     with pytest.raises(PolicyDenied):
         rel.platform.deployments.deploy(rel.deployer, "fraud", "scorer", unapproved)
     assert heard == []
     rel.platform.deployments.deploy(rel.deployer, "fraud", "scorer", rel.ready())
-    assert heard == ["fraud"]
+    assert [(s.name, s.generation, s.last_action) for s in heard] == [("fraud", 1, "deploy")]
     specs = rel.platform.deployments.routes()
     assert [s.name for s in specs] == ["fraud"]
     assert specs[0].last_action == "deploy"

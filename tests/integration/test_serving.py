@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bastion.core.errors import IntegrityError, InvalidInput
@@ -140,3 +141,55 @@ def test_router_follows_deployments_and_measures_rollback(platform: Platform, re
         assert killed.spec.state == "killed"
     finally:
         runtime.stop()
+
+
+def test_the_receipt_digests_are_the_keyed_input_and_output(
+    platform: Platform, rel: Release
+) -> None:
+    """Whoever holds the receipt key can show which exact input produced which output:
+    the digests are HMACs of the request body and of the outputs as documented."""
+    import orjson
+    from starlette.testclient import TestClient
+
+    from bastion.api import create_app
+
+    trained = logistic()
+    v1 = rel.ready(files=trained.files(), contract=trained.contract.to_json())
+    rel.platform.deployments.deploy(rel.deployer, "fraud", "scorer", v1)
+    token = platform.tokens.create(rel.admin, principal_id=rel.client.principal_id).secret
+    body = orjson.dumps({"records": trained.records(slice(0, 3))})
+    with TestClient(create_app(platform)) as client:
+        native = client.post(
+            "/v1/endpoints/fraud/predict",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        ).json()
+        v2 = client.post(
+            "/v2/models/fraud/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [3, 30],
+                        "datatype": "FP64",
+                        "data": trained.x[:3].ravel().tolist(),
+                    }
+                ]
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+    receipts = platform.receipts
+    assert native["receipt"]["input_digest"] == receipts.keyed_digest(body, purpose="input")
+    outputs = {"classes": native["classes"], "outputs": native["outputs"]}
+    expected = receipts.keyed_digest(
+        orjson.dumps(outputs, option=orjson.OPT_SORT_KEYS), purpose="output"
+    )
+    assert native["receipt"]["output_digest"] == expected
+    # The same prediction through V2 carries the same output digest, and what it is over.
+    v2_outputs = {
+        t["name"]: np.asarray(t["data"]).reshape(t["shape"]).tolist() for t in v2["outputs"]
+    }
+    rebuilt = {"classes": v2["parameters"]["classes"], "outputs": v2_outputs}
+    assert v2["parameters"]["receipt"]["output_digest"] == receipts.keyed_digest(
+        orjson.dumps(rebuilt, option=orjson.OPT_SORT_KEYS), purpose="output"
+    )

@@ -140,7 +140,8 @@ class RouteSpec:
     last_action: str | None
 
 
-Listener = Callable[[str], None]
+Listener = Callable[[RouteSpec], None]
+_CHANGED = "bastion.deploy.changed"
 
 
 class DeploymentService:
@@ -161,10 +162,14 @@ class DeploymentService:
         self._gates = gates
         self._clock = clock
         self._listeners: list[Listener] = []
+        # Before the ledger's sequencing hook: a rollback must reach the routing table
+        # without waiting for the checkpoint to be signed.
+        database.after_commit(self._committed, first=True)
         self.controller = Caller.system(CONTROLLER, [Role.DEPLOYER])
 
     def add_listener(self, listener: Listener) -> None:
-        """`listener(endpoint_name)` runs after every committed change in this process."""
+        """`listener(route_spec)` runs right after every committed change in this process,
+        with the endpoint's new routing spec (no database read needed to apply it)."""
         self._listeners.append(listener)
 
     # -- deploying ------------------------------------------------------------------------
@@ -310,7 +315,6 @@ class DeploymentService:
                 data={"plan": plan.to_json(), "model": model, "created": created},
             )
             result = self._view(session, row)
-        self._notify(endpoint)
         return result
 
     def set_shadow(
@@ -348,7 +352,6 @@ class DeploymentService:
                 session, caller, row, action, version, weight=share, decision_id=decision_id
             )
             result = self._view(session, row)
-        self._notify(endpoint)
         return result
 
     # -- rollout actions --------------------------------------------------------------------
@@ -387,7 +390,6 @@ class DeploymentService:
             row = self._endpoint_row(session, endpoint, lock=True)
             self._apply(session, caller, row, action, reason)
             result = self._view(session, row)
-        self._notify(endpoint)
         return result
 
     def _apply(
@@ -595,8 +597,6 @@ class DeploymentService:
                     changed.append(name)
             except Exception:  # logged; the next pass tries again
                 log.exception("rollout controller: advancing %s failed", name)
-        for name in changed:
-            self._notify(name)
         return changed
 
     def _advance_one(self, name: str, now: datetime) -> bool:
@@ -728,23 +728,7 @@ class DeploymentService:
                     .order_by(EndpointEventRow.at.desc(), EndpointEventRow.id.desc())
                     .limit(1)
                 )
-                out.append(
-                    RouteSpec(
-                        name=row.name,
-                        model=model_name,
-                        state=row.state,
-                        stable_version_id=row.stable_version_id,
-                        canary_version_id=row.canary_version_id,
-                        canary_weight=row.canary_weight,
-                        shadow_version_id=row.shadow_version_id,
-                        shadow_share=row.shadow_share,
-                        sticky=row.sticky,
-                        limits=EndpointLimits.from_json(row.limits),
-                        generation=row.generation,
-                        changed_at=row.changed_at,
-                        last_action=last,
-                    )
-                )
+                out.append(_spec(row, model_name, last))
             return out
 
     # -- internals ----------------------------------------------------------------------------
@@ -804,6 +788,8 @@ class DeploymentService:
             )
         )
         session.flush()
+        model_name = session.scalar(sa.select(ModelRow.name).where(ModelRow.id == row.model_id))
+        session.info.setdefault(_CHANGED, {})[row.name] = _spec(row, str(model_name), action)
         numbers = _numbers(
             session, [row.stable_version_id, row.canary_version_id, row.shadow_version_id]
         )
@@ -891,12 +877,32 @@ class DeploymentService:
             updated_at=row.updated_at,
         )
 
-    def _notify(self, endpoint: str) -> None:
-        for listener in self._listeners:
-            try:
-                listener(endpoint)
-            except Exception:  # a listener never undoes a committed change
-                log.exception("deployment listener failed for %s", endpoint)
+    def _committed(self, info: dict[str, Any]) -> None:
+        """After-commit hook: hand each changed endpoint's new spec to the listeners."""
+        for spec in info.pop(_CHANGED, {}).values():
+            for listener in self._listeners:
+                try:
+                    listener(spec)
+                except Exception:  # a listener never undoes a committed change
+                    log.exception("deployment listener failed for %s", spec.name)
+
+
+def _spec(row: EndpointRow, model: str, last_action: str | None) -> RouteSpec:
+    return RouteSpec(
+        name=row.name,
+        model=model,
+        state=row.state,
+        stable_version_id=row.stable_version_id,
+        canary_version_id=row.canary_version_id,
+        canary_weight=row.canary_weight,
+        shadow_version_id=row.shadow_version_id,
+        shadow_share=row.shadow_share,
+        sticky=row.sticky,
+        limits=EndpointLimits.from_json(row.limits),
+        generation=row.generation,
+        changed_at=row.changed_at,
+        last_action=last_action,
+    )
 
 
 def _refs(session: Session, ids: Sequence[str | None]) -> dict[str, VersionRef]:

@@ -182,9 +182,9 @@ class Gateway:
         """Check `body` against `loaded`'s contract, predict, queue the receipt, offer the
         shadow a copy. `request_id` names the receipt (a fresh one when None)."""
         metrics = self.metrics.version(route.name, loaded.label)
-        document = _parse(body)
         max_rows = route.spec.limits.max_rows
         try:
+            document = _parse(body)
             if protocol == "v2":
                 request_id_in, columns = v2.decode_request(document, loaded.contract)
                 _check_rows(len(next(iter(columns.values()), [])), max_rows)
@@ -228,7 +228,8 @@ class Gateway:
                 "model_name": route.name,
                 "model_version": loaded.label,
                 "id": request_id_in or request_id,
-                "parameters": {"receipt": receipt_doc, "route": role},
+                # `classes` too, so the receipt's output digest can be recomputed from here.
+                "parameters": {"receipt": receipt_doc, "route": role, "classes": classes},
                 "outputs": [v2.encode_tensor(n, a) for n, a in prediction.outputs.items()],
             }
         else:

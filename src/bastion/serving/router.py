@@ -118,9 +118,18 @@ class Router:
             self._evict()
             return stale
 
-    def on_change(self, name: str) -> None:
-        """`DeploymentService` listener: refresh that endpoint now."""
-        self.refresh([name])
+    def on_change(self, spec: RouteSpec) -> None:
+        """`DeploymentService` listener: apply a change committed in this process at once,
+        from the spec it hands over (no database read; versions come from the cache, or
+        are loaded and verified if new)."""
+        with self._lock:
+            if self._seen.get(spec.name, -1) >= spec.generation:
+                return
+            known = spec.name in self._seen
+            self._routes[spec.name] = self._build(spec)
+            self._seen[spec.name] = spec.generation
+            self._observe(spec, known=known)
+            self._evict()
 
     def _build(self, spec: RouteSpec) -> Route:
         stable, problem = self._version(spec.name, spec.stable_version_id)

@@ -95,9 +95,13 @@ class Database:
         for hook in self._hooks:
             hook(info)
 
-    def after_commit(self, hook: Callable[[dict[str, Any]], None]) -> None:
-        """Run `hook(session_info)` after each committed `transaction()`."""
-        self._hooks.append(hook)
+    def after_commit(self, hook: Callable[[dict[str, Any]], None], *, first: bool = False) -> None:
+        """Run `hook(session_info)` after each committed `transaction()`; `first` puts it
+        before the hooks already added (for what must not wait behind them)."""
+        if first:
+            self._hooks.insert(0, hook)
+        else:
+            self._hooks.append(hook)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
