@@ -11,8 +11,10 @@ traffic is on version 1. Two ways, five times each, medians reported:
 * through the CLI in another process (as from another replica or an operator's shell): the
   server sees the change on its next poll (`BASTION_DEPLOY_POLL_SECONDS`, default 1 s).
 
-Also printed: the server's own `bastion_deploy_time_to_rollback_seconds` (commit → routing
-table swapped) and the rollback call's latency. Run: `.venv/bin/python bench/rollback.py`.
+Also printed: the server's own `bastion_deploy_time_to_rollback_seconds` (change recorded →
+routing table swapped), the rollback call's latency, and both on an idle server. The load here
+saturates the one server process (closed-loop clients), so control calls queue behind
+predictions: the idle figures are the mechanism's own cost. Run: `.venv/bin/python bench/rollback.py`.
 """
 
 from __future__ import annotations
@@ -169,6 +171,25 @@ def main() -> int:
                 assert before > 0, "the canary never answered"
                 assert traffic.errors == 0, f"{traffic.errors} failed requests"
         print(f"time to 100 % on the previous version, seen by clients (median of {ROUNDS}):")
+        idle_calls, idle_swaps = [], []
+        for _ in range(ROUNDS):  # the same through the API with no traffic at all
+            status, answer = _call(
+                port,
+                "POST",
+                "/v1/endpoints/bench/deployments",
+                deployer,
+                {"model": "bench", "version": "2", "plan": {"kind": "canary", "weight": 50}},
+            )
+            assert status == 201, answer
+            start = time.perf_counter()
+            status, answer = _call(
+                port, "POST", "/v1/endpoints/bench/rollout/rollback", deployer, {}
+            )
+            idle_calls.append(time.perf_counter() - start)
+            assert status == 200, answer
+            idle_swaps.append(
+                _metric(port, deployer, "bastion_deploy_last_time_to_rollback_seconds")
+            )
         for way in ("api", "cli"):
             print(
                 f"  rollback through the {way.upper():3}  "
@@ -178,8 +199,12 @@ def main() -> int:
                 f"{statistics.median(after_commit[way]) * 1000:.1f} ms)"
             )
         print(
-            "  server's bastion_deploy_time_to_rollback_seconds (commit -> routing swapped), "
-            f"median {statistics.median(gauges) * 1000:.1f} ms"
+            "  server's bastion_deploy_time_to_rollback_seconds (change recorded -> routing "
+            f"swapped), median {statistics.median(gauges) * 1000:.1f} ms"
+        )
+        print(
+            f"idle server: the rollback call {statistics.median(idle_calls) * 1000:.1f} ms, "
+            f"change recorded -> routing swapped {statistics.median(idle_swaps) * 1000:.1f} ms"
         )
     finally:
         procs.stop_all()
