@@ -14,7 +14,8 @@ traffic is on version 1. Two ways, five times each, medians reported:
 Also printed: the server's own `bastion_deploy_time_to_rollback_seconds` (change recorded →
 routing table swapped), the rollback call's latency, and both on an idle server. The load here
 saturates the one server process (closed-loop clients), so control calls queue behind
-predictions: the idle figures are the mechanism's own cost. Run: `.venv/bin/python bench/rollback.py`.
+predictions: the idle figures are the mechanism's own cost.
+Run: `.venv/bin/python bench/rollback.py`.
 """
 
 from __future__ import annotations
