@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/supplychain.py
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/rollback.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
