@@ -4,9 +4,10 @@
 (through `VerifiedLoader`) any version they name that is not loaded yet, and swaps each
 endpoint's `Route` in one assignment, so a request sees the old table or the new one, never a
 mix. Versions stay cached while any route names them, and a few more (the latest rollback
-targets) so that a rollback to the previous version needs no load. Refresh runs right after a
-deployment change in this process (a `DeploymentService` listener) and every
-`deploy_poll_seconds` for changes made by other replicas.
+targets) so that a rollback to the previous version needs no load. A change made in this
+process arrives as a `RouteSpec` right after its commit (`on_change`, a `DeploymentService`
+listener) and is applied without a database read; `refresh` runs every `deploy_poll_seconds`
+for changes made by other replicas.
 
 A version that fails verification is not served: if it was the stable version, the endpoint
 answers 503 (`serving.version_unavailable`) until a deployment fixes it; a canary or shadow
