@@ -324,3 +324,33 @@ def test_listeners_hear_committed_changes_only(rel: Release) -> None:
     assert [s.name for s in specs] == ["fraud"]
     assert specs[0].last_action == "deploy"
     assert rel.platform.deployments.generations() == {"fraud": 1}
+
+
+def test_concurrent_deployments_one_wins_and_the_other_is_refused(rel: Release) -> None:
+    import threading
+
+    d = rel.platform.deployments
+    v1, v2, v3 = rel.ready(), rel.ready(), rel.ready()
+    d.deploy(rel.deployer, "fraud", "scorer", v1)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def start(version: int) -> None:
+        barrier.wait()
+        try:
+            d.deploy(
+                rel.deployer, "fraud", "scorer", version, plan=RolloutPlan(kind="canary", weight=10)
+            )
+            outcomes.append("ok")
+        except Conflict as error:
+            outcomes.append(error.code)
+
+    threads = [threading.Thread(target=start, args=(v,)) for v in (v2, v3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["deploy.rollout_open", "ok"]
+    endpoint = d.get(rel.deployer, "fraud")
+    assert endpoint.canary is not None
+    assert endpoint.generation == 2

@@ -193,3 +193,70 @@ def test_the_receipt_digests_are_the_keyed_input_and_output(
     assert v2["parameters"]["receipt"]["output_digest"] == receipts.keyed_digest(
         orjson.dumps(rebuilt, option=orjson.OPT_SORT_KEYS), purpose="output"
     )
+
+
+def test_a_version_over_the_serving_size_limit_is_not_loaded(
+    platform: Platform, rel: Release
+) -> None:
+    trained = logistic()
+    number = rel.ready(files=trained.files(), contract=trained.contract.to_json())
+    small = VerifiedLoader(
+        database=platform.database,
+        models=platform.models,
+        audit=platform.audit,
+        allowlist=platform.models.allowlist,
+        clock=platform.clock,
+        max_bytes=1024,
+    )
+    with pytest.raises(InvalidInput) as refused:
+        small.load(_version_id(platform, rel, number))
+    assert refused.value.code == "serving.artifact_too_large"
+
+
+def test_endpoint_row_limit_and_full_shadow_queue(platform: Platform, rel: Release) -> None:
+    from starlette.testclient import TestClient
+
+    from bastion.api import create_app
+
+    trained = logistic()
+    contract = trained.contract.to_json()
+    v1 = rel.ready(files=trained.files(), contract=contract)
+    v2 = rel.ready(files=logistic(c=0.01).files(), contract=contract)
+    generous = {"rate": 1e6, "burst": 10**7}
+    platform.deployments.deploy(
+        rel.deployer,
+        "fraud",
+        "scorer",
+        v1,
+        limits={"max_rows": 5, "principal": generous, "endpoint": generous},
+    )
+    platform.deployments.set_shadow(rel.deployer, "fraud", v2)
+    token = platform.tokens.create(rel.admin, principal_id=rel.client.principal_id).secret
+    headers = {"Authorization": f"Bearer {token}"}
+    app = create_app(platform)
+    with TestClient(app) as client:
+        runtime = app.state.serving
+        over = client.post(
+            "/v1/endpoints/fraud/predict",
+            json={"records": trained.records(slice(0, 6))},
+            headers=headers,
+        )
+        assert over.status_code == 422
+        assert over.json()["error"]["code"] == "contract.too_many_rows"
+        runtime.gateway.shadows.close()  # no worker: the shadow queue fills and drops
+        for _ in range(platform.settings.shadow_queue_size + 3):
+            ok = client.post(
+                "/v1/endpoints/fraud/predict",
+                json={"records": trained.records(slice(0, 1))},
+                headers=headers,
+            )
+            assert ok.status_code == 200
+        body, _ = runtime.metrics.render()
+    dropped = [
+        line
+        for line in body.decode().splitlines()
+        if line.startswith("bastion_gateway_shadow_comparisons_total")
+        and 'outcome="dropped"' in line
+    ]
+    assert dropped
+    assert float(dropped[0].rsplit(" ", 1)[1]) >= 3
