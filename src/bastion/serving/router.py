@@ -27,7 +27,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from bastion.core.clock import Clock
 from bastion.core.errors import BastionError
@@ -87,14 +86,10 @@ class Router:
         self._routes: dict[str, Route] = {}
         self._seen: dict[str, int] = {}
         self._cache: OrderedDict[str, LoadedVersion] = OrderedDict()
-        self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Route | None:
         return self._routes.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._routes)
 
     def refresh(self, names: Sequence[str] | None = None) -> list[str]:
         """Reload the routes of endpoints that changed (all of them when `names` is None);
@@ -159,11 +154,9 @@ class Router:
                 error.code,
                 error.message,
             )
-            self._failed[version_id] = error.code
             self._metrics.version(endpoint, version_id).model_load("refused")
             return None, error.code
         self._cache[version_id] = loaded
-        self._failed.pop(version_id, None)
         self._metrics.version(endpoint, loaded.label).model_load("ok")
         return loaded, None
 
@@ -192,11 +185,3 @@ class Router:
         if known and spec.last_action == "rollback":
             elapsed = (self._clock.now() - spec.changed_at).total_seconds()
             self._metrics.rollback(spec.name, max(elapsed, 0.0))
-
-    def failed(self) -> dict[str, str]:
-        """Versions that failed verification, with the reason's code."""
-        return dict(self._failed)
-
-    def changed_at(self, name: str) -> datetime | None:
-        route = self._routes.get(name)
-        return None if route is None else route.spec.changed_at

@@ -70,17 +70,6 @@ class ShadowRunner:
         except queue.Full:
             self._metrics.version(endpoint, shadow.label).shadow("dropped")
 
-    def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued comparison ran (tests)."""
-        done = threading.Event()
-        deadline = threading.Timer(timeout, done.set)
-        deadline.start()
-        try:
-            while not done.is_set() and self._queue.unfinished_tasks:
-                done.wait(0.005)
-        finally:
-            deadline.cancel()
-
     def _run(self) -> None:
         while True:
             job = self._queue.get()
