@@ -64,11 +64,11 @@ def running_server(env: dict[str, str], log: Path) -> Iterator[Running]:
             process.wait(timeout=10)
 
 
-def prepare_home(home: Path, tmp: Path) -> dict[str, str]:
+def prepare_home(home: Path, tmp: Path, *, database_url: str | None = None) -> dict[str, str]:
     """Principals and four release-ready versions, made in-process on the server's home
     (the server process is what is under test; setting up through it would only be slower).
     Versions 1 and 4 are logistic regressions, 2 a random forest, 3 a weaker regression."""
-    settings = Settings.from_env(home=home)
+    settings = Settings.from_env(home=home, database_url=database_url)
     with Platform.initialise(settings) as platform:
         _, issued = platform.bootstrap_admin("admin")
         admin = platform.tokens.authenticate(issued.secret)
