@@ -87,7 +87,7 @@ async def serve_prediction(
         await gateway.limit(route, caller)
         loaded, role = gateway.pick(route, caller, headers.get("x-bastion-route-key"), version)
         version_label = loaded.label
-        answer = await gateway.predict(
+        body = await gateway.predict(
             caller,
             route,
             loaded,
@@ -98,7 +98,7 @@ async def serve_prediction(
             client_request_id=presented,
             wait_receipt=headers.get("x-bastion-receipt") == "wait",
         )
-        return Reply(200, orjson.dumps(answer.body))
+        return Reply(200, orjson.dumps(body))
     except BastionError as error:
         status = status_of(error)
         return error_reply(error, status, protocol)

@@ -49,6 +49,15 @@ TokenFile = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+EXIT_UNUSABLE = 2  # standalone commands: the inputs (files, keys), not the model, are the problem
+
+
+def exit_unusable(message: str) -> NoReturn:
+    """One line on stderr and exit 2 (for standalone commands that run without a home)."""
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
 def fail(error: BastionError) -> NoReturn:
     err.print(f"[bold red]error[/] {escape(f'[{error.code}]: {error.message}')}", highlight=False)
     for key, value in error.details.items():  # details are non-secret by contract

@@ -19,18 +19,24 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.common import JsonFlag, TokenFile, caller_of, open_platform, print_json
+from bastion.cli.common import (
+    JsonFlag,
+    TokenFile,
+    caller_of,
+    exit_unusable,
+    open_platform,
+    print_json,
+)
 from bastion.core.errors import BastionError, ConfigError
 from bastion.ledger.errors import MalformedNoteError
 from bastion.ledger.note import NoteVerifier
 from bastion.serving.receipts import verify_receipt_bundle
 
 EXIT_INVALID = 1
-EXIT_UNUSABLE = 2
 
 
 def register(app: typer.Typer) -> None:
@@ -45,17 +51,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="receipt")
 
 
-def _unusable(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
-
-
 def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        _unusable(f"cannot read {what} {path}: {reason}")
+        exit_unusable(f"cannot read {what} {path}: {reason}")
 
 
 def verify(
@@ -70,11 +71,11 @@ def verify(
     try:
         NoteVerifier.from_vkey(vkey)
     except MalformedNoteError as error:
-        _unusable(f"{pubkey} is not a verifier key: {error.message}")
+        exit_unusable(f"{pubkey} is not a verifier key: {error.message}")
     try:
         document: Any = json.loads(_read_text(bundle_path, "bundle"))
     except json.JSONDecodeError as error:
-        _unusable(f"{bundle_path} is not JSON: {error.msg} (line {error.lineno})")
+        exit_unusable(f"{bundle_path} is not JSON: {error.msg} (line {error.lineno})")
     try:
         verified = verify_receipt_bundle(document, vkey)
     except BastionError as error:

@@ -20,12 +20,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bastion.cli.common import exit_unusable
 from bastion.core.errors import BastionError, InvalidInput
 from bastion.supplychain.signing import (
     DEFAULT_IGNORE_PATHS,
@@ -40,7 +41,6 @@ from bastion.supplychain.signing import (
 )
 
 EXIT_INVALID = 1
-EXIT_UNUSABLE = 2
 
 IgnoreOption = Annotated[
     list[str] | None,
@@ -58,12 +58,6 @@ def register(app: typer.Typer) -> None:
     group.command("verify")(verify)
     group.command("keygen")(keygen)
     app.add_typer(group, name="signature")
-
-
-def _unusable(message: str) -> NoReturn:
-    """One line on stderr and exit 2: the inputs, not the model, are the problem."""
-    typer.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -122,11 +116,11 @@ def sign(
         model_name = name or model_name_for(directory)
         bundle = signer.sign(model_name, files, ignore_paths=ignored)
     except BastionError as error:
-        _unusable(f"[{error.code}] {error.message}")
+        exit_unusable(f"[{error.code}] {error.message}")
     try:
         _write_atomic(out, bundle)
     except OSError as error:
-        _unusable(f"cannot write {out}: {error.strerror}")
+        exit_unusable(f"cannot write {out}: {error.strerror}")
     typer.echo(
         f"Signed {model_name}: {len(files)} files, key {signer.key_fingerprint}, wrote {out}"
     )
@@ -143,7 +137,7 @@ def verify(
         verifier = Verifier(load_public_key_pem(_read(pubkey, "public key")))
         bundle = _read(signature, "signature")
     except BastionError as error:
-        _unusable(f"[{error.code}] {error.message}")
+        exit_unusable(f"[{error.code}] {error.message}")
     ignored = [*(ignore or []), *_inside(signature, directory)]
     try:
         manifest = verifier.verify_directory(bundle, directory, ignore=ignored)
@@ -153,7 +147,7 @@ def verify(
             typer.echo(f"  {problem}", err=True)
         sys.exit(EXIT_INVALID)
     except BastionError as error:
-        _unusable(f"[{error.code}] {error.message}")
+        exit_unusable(f"[{error.code}] {error.message}")
     typer.echo(
         f"Verified {manifest.model_name}: {len(manifest.files)} files, "
         f"signed by key {manifest.key_fingerprint}"
@@ -166,7 +160,7 @@ def keygen(
     """Create a P-256 key pair: OUT (PKCS#8 PEM, mode 0600) and OUT with suffix .pub."""
     public_path = out.with_suffix(".pub")
     if public_path == out:
-        _unusable(f"{out} ends in .pub; name the private key e.g. key.pem")
+        exit_unusable(f"{out} ends in .pub; name the private key e.g. key.pem")
     key = ec.generate_private_key(ec.SECP256R1())
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -178,7 +172,7 @@ def keygen(
     )
     for path in (out, public_path):
         if os.path.lexists(path):
-            _unusable(f"{path} already exists; refusing to overwrite")
+            exit_unusable(f"{path} already exists; refusing to overwrite")
     written: list[Path] = []
     try:
         for path, data, mode in ((out, private_pem, 0o600), (public_path, public_pem, 0o644)):
@@ -191,7 +185,7 @@ def keygen(
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
-        _unusable(f"cannot write {error.filename}: {error.strerror}")
+        exit_unusable(f"cannot write {error.filename}: {error.strerror}")
     typer.echo(
         f"Wrote {out} (private, 0600) and {public_path}; "
         f"fingerprint {key_fingerprint(key.public_key())}"

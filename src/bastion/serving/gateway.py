@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -64,15 +63,6 @@ _NATIVE_KEYS = frozenset({"records", "columns"})
 class RateLimited(BastionError):
     default_code = "serving.rate_limited"
     default_kind = ErrorKind.RATE_LIMITED
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A prediction ready to be sent: the body and what the metrics need."""
-
-    body: dict[str, Any]
-    version: LoadedVersion
-    role: str
 
 
 class Gateway:
@@ -178,9 +168,10 @@ class Gateway:
         request_id: str | None = None,
         client_request_id: str | None = None,
         wait_receipt: bool = False,
-    ) -> Answer:
+    ) -> dict[str, Any]:
         """Check `body` against `loaded`'s contract, predict, queue the receipt, offer the
-        shadow a copy. `request_id` names the receipt (a fresh one when None)."""
+        shadow a copy; the response body. `request_id` names the receipt (a fresh one when
+        None)."""
         metrics = self.metrics.version(route.name, loaded.label)
         max_rows = route.spec.limits.max_rows
         try:
@@ -243,7 +234,7 @@ class Gateway:
                 "classes": classes,
                 "receipt": receipt_doc,
             }
-        return Answer(body=body_out, version=loaded, role=role)
+        return body_out
 
     def _native(self, document: Any, loaded: LoadedVersion, max_rows: int | None) -> Batch:
         if not isinstance(document, dict):
