@@ -10,6 +10,7 @@ opens what `initialise` made and refuses to start on a missing or outdated one.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,9 +37,15 @@ from bastion.identity import (
 )
 from bastion.ledger import AuditLog, TransparencyLog
 from bastion.ledger.log import PREDICTION_TABLES
-from bastion.ledger.note import signer_from_seed
+from bastion.ledger.note import NoteSigner, signer_from_seed
+from bastion.monitoring.alerts import AlertRouter, AlertSink, LogSink, WebhookSink
 from bastion.monitoring.collectors import DownloadCollector
+from bastion.monitoring.guard import GuardLimits
+from bastion.monitoring.incidents import INCIDENT_KEY, IncidentService
 from bastion.monitoring.metrics import GatewayMetrics
+from bastion.monitoring.monitor import Monitor, MonitorConfig
+from bastion.monitoring.slo import SloSpec, SloTracker
+from bastion.monitoring.windows import WindowConfig, Windows
 from bastion.policy import PolicyService
 from bastion.registry import (
     ApprovalService,
@@ -49,6 +56,7 @@ from bastion.registry import (
     SignatureService,
     Staging,
 )
+from bastion.serving.faults import parse_faults
 from bastion.serving.gateway import Gateway
 from bastion.serving.ratelimit import limiter_from_url
 from bastion.serving.receipts import ReceiptLog
@@ -66,6 +74,8 @@ TOKEN_PEPPER = "api-token-pepper"  # noqa: S105 - the key's name in the key stor
 MODEL_SIGNING_KEY = "model-signing-key"
 PREDICTION_LOG_KEY = "prediction-log-signing-key"
 RECEIPT_HMAC_KEY = "receipt-hmac-key"
+
+log = logging.getLogger("bastion")
 
 
 @dataclass
@@ -93,6 +103,7 @@ class Platform:
     attestations: AttestationService
     deployments: DeploymentService
     receipts: ReceiptLog
+    incidents: IncidentService
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -259,6 +270,15 @@ class Platform:
                 clock=clock,
             ),
             receipts=_receipts(settings, clock, database, keystore, authorizer),
+            incidents=IncidentService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                signer=_incident_signer(keystore),
+                checkpoint=lambda: ledger.latest_checkpoint().note,
+                clock=clock,
+                config=_monitoring_config(settings),
+            ),
         )
 
     def serving_runtime(self) -> ServingRuntime:
@@ -287,7 +307,16 @@ class Platform:
             if settings.ratelimit_url and not settings.ratelimit_url.startswith("memory://")
             else limiter_from_url(None)
         )
-        shadows = ShadowRunner(metrics=metrics, queue_size=settings.shadow_queue_size)
+        monitor = self.monitor(metrics)
+        faults = parse_faults(settings.fault_injection)
+        if faults:
+            log.warning(
+                "fault injection is ON for %s (BASTION_FAULT_INJECTION): rehearsal only",
+                ", ".join(f"{e} v{v}" for e, v in faults),
+            )
+        shadows = ShadowRunner(
+            metrics=metrics, queue_size=settings.shadow_queue_size, monitor=monitor
+        )
         self.receipts.observe(on_drop=metrics.receipt_dropped, on_depth=metrics.set_receipt_queue)
         gateway = Gateway(
             tokens=self.tokens,
@@ -299,6 +328,8 @@ class Platform:
             shadows=shadows,
             settings=settings,
             clock=self.clock,
+            monitor=monitor,
+            faults=faults,
         )
         return ServingRuntime(
             gateway=gateway,
@@ -310,7 +341,52 @@ class Platform:
             metrics=metrics,
             clock=self.clock,
             poll_seconds=settings.deploy_poll_seconds,
+            monitor=monitor,
+            incidents=self.incidents,
+            guard=settings.canary_guard,
         )
+
+    def monitor(self, metrics: GatewayMetrics | None = None) -> Monitor:
+        """A gateway process's monitor (windows, SLOs, alert sinks), its figures exposed
+        through `metrics` when given."""
+        settings = self.settings
+        sinks: list[AlertSink] = [LogSink()]
+        if settings.alert_webhook_url and settings.alert_webhook_secret is not None:
+            sinks.append(
+                WebhookSink(
+                    settings.alert_webhook_url,
+                    settings.alert_webhook_secret.get_secret_value().encode(),
+                )
+            )
+        windows = Windows(
+            WindowConfig(
+                slice_seconds=settings.monitor_slice_seconds, slices=settings.monitor_slices
+            )
+        )
+        slo = SloTracker(SloSpec.from_settings(settings), min_requests=settings.slo_min_requests)
+        alerts = AlertRouter(sinks, repeat_interval=settings.alert_repeat_seconds)
+        guard = GuardLimits(
+            max_error_rate=settings.canary_max_error_rate,
+            latency_p95=settings.canary_latency_p95_ms / 1000,
+            latency_p99=settings.canary_latency_p99_ms / 1000,
+            max_anomaly_rate=settings.canary_max_anomaly_rate,
+            max_drift_score=settings.canary_max_drift_score,
+            alpha=settings.canary_alpha,
+            min_requests=settings.canary_min_requests,
+        )
+        monitor = Monitor(
+            windows=windows,
+            slo=slo,
+            alerts=alerts,
+            database=self.database,
+            config=MonitorConfig(
+                guard=guard, publish_seconds=min(5.0, settings.monitor_slice_seconds)
+            ),
+        )
+        if metrics is not None:
+            for collector in (monitor.collector(), slo.collector(), alerts.collector()):
+                metrics.add_collector(collector)
+        return monitor
 
     def bootstrap_admin(self, name: str = "admin") -> tuple[Principal, IssuedToken]:
         """First admin and its token (or a fresh token for it): the local break-glass path."""
@@ -387,4 +463,32 @@ def _receipts(
         flush_interval=settings.receipt_flush_ms / 1000,
         flush_max=settings.receipt_flush_max,
         on_full=settings.receipt_on_full,
+    )
+
+
+def _monitoring_config(settings: Settings) -> dict[str, object]:
+    """The monitoring settings an incident snapshot records (no secrets, no URLs)."""
+    return {
+        "slo_availability": settings.slo_availability,
+        "slo_latency_ms": settings.slo_latency_ms,
+        "slo_latency_objective": settings.slo_latency_objective,
+        "monitor_window_seconds": settings.monitor_slice_seconds * settings.monitor_slices,
+        "canary_guard": settings.canary_guard,
+        "canary_max_error_rate": settings.canary_max_error_rate,
+        "canary_latency_p95_ms": settings.canary_latency_p95_ms,
+        "canary_latency_p99_ms": settings.canary_latency_p99_ms,
+        "canary_max_anomaly_rate": settings.canary_max_anomaly_rate,
+        "canary_max_drift_score": settings.canary_max_drift_score,
+        "canary_alpha": settings.canary_alpha,
+        "canary_min_requests": settings.canary_min_requests,
+        "alert_webhook": settings.alert_webhook_url is not None,
+        "fault_injection": bool(settings.fault_injection),
+    }
+
+
+def _incident_signer(keystore: LocalKeyStore) -> NoteSigner:
+    seed = keystore.named_key(INCIDENT_KEY)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    return signer_from_seed(
+        seed, f"bastion.local/incidents/{hashlib.sha256(public).hexdigest()[:16]}"
     )

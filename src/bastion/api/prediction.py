@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.api.deps import parse_bearer
 from bastion.core.errors import BastionError, Unavailable
+from bastion.monitoring.windows import VersionWindow
 from bastion.serving.gateway import status_of
 from bastion.serving.runtime import ServingRuntime
 
@@ -76,6 +77,7 @@ async def serve_prediction(
     """One prediction request, start to finish; never raises."""
     start = time.perf_counter()
     endpoint_label, version_label, status = _UNKNOWN, "-", 200
+    window: VersionWindow | None = None
     try:
         if runtime is None:
             raise Unavailable("this server does not serve predictions", code="serving.disabled")
@@ -87,6 +89,7 @@ async def serve_prediction(
         await gateway.limit(route, caller)
         loaded, role = gateway.pick(route, caller, headers.get("x-bastion-route-key"), version)
         version_label = loaded.label
+        window = gateway.window(route, loaded)
         body = await gateway.predict(
             caller,
             route,
@@ -108,9 +111,12 @@ async def serve_prediction(
         return error_reply(BastionError("internal error"), 500, protocol)
     finally:
         if runtime is not None:
-            runtime.metrics.version(endpoint_label, version_label).request(
-                status, time.perf_counter() - start
-            )
+            elapsed = time.perf_counter() - start
+            runtime.metrics.version(endpoint_label, version_label).request(status, elapsed)
+            if window is not None:
+                window.request(status, elapsed)
+            if endpoint_label != _UNKNOWN and runtime.monitor is not None:
+                runtime.monitor.request(endpoint_label, status, elapsed)
 
 
 class PredictionFastPath:

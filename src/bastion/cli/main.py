@@ -11,6 +11,9 @@ import typer
 
 import bastion
 from bastion.cli import deploy as deploy_cli
+from bastion.cli import drift as drift_cli
+from bastion.cli import incidents as incidents_cli
+from bastion.cli import monitoring as monitoring_cli
 from bastion.cli import policy as policy_cli
 from bastion.cli import receipts as receipts_cli
 from bastion.cli import registry as registry_cli
@@ -54,6 +57,9 @@ registry_cli.register(app)
 policy_cli.register(app)
 signature_cli.register(app)
 deploy_cli.register(app)
+drift_cli.register(app)
+monitoring_cli.register(app)
+incidents_cli.register(app)
 receipts_cli.register(app)
 
 

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -125,9 +125,78 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(
         default=1000, gt=0, description="Shadow requests waiting; beyond it they are dropped"
     )
+    fault_injection: str | None = Field(
+        default=None,
+        description="Rehearsal only: JSON list of {endpoint, version, error_rate, latency_ms}",
+    )
+    monitor_slice_seconds: float = Field(
+        default=10.0, ge=0.1, le=3600, description="Length of one slice of a rolling window"
+    )
+    monitor_slices: int = Field(
+        default=30, ge=1, le=10_000, description="Slices in a rolling window (30 x 10 s: 5 min)"
+    )
+    canary_guard: bool = Field(
+        default=True, description="Roll canaries back automatically when their window breaches"
+    )
+    canary_max_error_rate: float = Field(
+        default=0.01, ge=0, lt=1, description="Server-error share a canary may show"
+    )
+    canary_latency_p95_ms: float = Field(
+        default=200.0, gt=0, le=600_000, description="Canary p95 latency limit (or 1.5x stable's)"
+    )
+    canary_latency_p99_ms: float = Field(
+        default=1000.0, gt=0, le=600_000, description="Canary p99 latency limit (or 1.5x stable's)"
+    )
+    canary_max_anomaly_rate: float = Field(
+        default=0.05, ge=0, lt=1, description="Worst field's anomalous-value share for a canary"
+    )
+    canary_max_drift_score: float = Field(
+        default=0.2, ge=0, lt=1, description="Drift score (largest JS distance) for a canary"
+    )
+    canary_alpha: float = Field(
+        default=0.001, gt=0, lt=0.5, description="Significance a breach must reach"
+    )
+    canary_min_requests: int = Field(
+        default=20, ge=1, le=1_000_000, description="Fewest canary requests before judging"
+    )
     scan_allowlist: Path | None = Field(
         default=None,
         description="Operator allow-list file merged over the packaged scanner allow-list",
+    )
+    slo_availability: float = Field(
+        default=0.999,
+        gt=0,
+        lt=1,
+        description="Availability objective per endpoint: share of requests that are not 5xx",
+    )
+    slo_latency_ms: float = Field(
+        default=200,
+        gt=0,
+        le=10_000,
+        description="Latency SLO threshold in ms (a bucket bound of the request histogram)",
+    )
+    slo_latency_objective: float = Field(
+        default=0.95, gt=0, lt=1, description="Share of non-5xx requests faster than the threshold"
+    )
+    slo_min_requests: int = Field(
+        default=10,
+        ge=1,
+        le=1_000_000,
+        description="Fewest requests in a burn-rate alert's short window before it may fire",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="http(s) URL alerts are POSTed to, HMAC-signed; default: log only",
+        pattern=r"^https?://.+",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of the alert webhook (required with its URL)"
+    )
+    alert_repeat_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How often a still-firing alert is sent again",
     )
 
     @field_validator("home")
@@ -142,6 +211,17 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be host:port, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_has_secret(self) -> Settings:
+        secret = self.alert_webhook_secret
+        if self.alert_webhook_url is not None and (
+            secret is None or len(secret.get_secret_value().encode()) < 16
+        ):
+            raise ValueError(
+                "alert_webhook_url needs alert_webhook_secret (the HMAC key, 16 bytes or more)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

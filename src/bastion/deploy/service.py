@@ -138,6 +138,9 @@ class RouteSpec:
     generation: int
     changed_at: datetime
     last_action: str | None
+    # When the open rollout that put the canary in place started (None without a canary):
+    # the canary guard judges only evidence gathered since.
+    canary_since: datetime | None = None
 
 
 Listener = Callable[[RouteSpec], None]
@@ -373,6 +376,28 @@ class DeploymentService:
         predecessor."""
         return self._act(caller, endpoint, "rollback", reason)
 
+    def auto_rollback(
+        self, endpoint: str, canary_version_id: str, *, reason: str, evidence: Mapping[str, Any]
+    ) -> Endpoint | None:
+        """The controller's rollback of a canary its monitor judged in breach: as
+        `rollback`, by the rollout controller, with the evidence in the ledger entry. Does
+        nothing (None) unless `canary_version_id` is still the endpoint's canary, so a verdict
+        about one canary never rolls back the next one."""
+        caller = self.controller
+        with self._policy.enforcing(caller), self._db.transaction() as session:
+            row = self._endpoint_row(session, endpoint, lock=True)
+            if row.canary_version_id != canary_version_id:
+                return None
+            self._apply(
+                session,
+                caller,
+                row,
+                "rollback",
+                reason,
+                data={"automatic": True, "evidence": dict(evidence)},
+            )
+            return self._view(session, row)
+
     def kill(self, caller: Caller, endpoint: str, *, reason: str = "") -> Endpoint:
         """The kill switch: the endpoint stops serving (503) in every gateway, at once here
         and within the poll interval elsewhere. `revive` undoes it."""
@@ -393,7 +418,14 @@ class DeploymentService:
         return result
 
     def _apply(
-        self, session: Session, caller: Caller, row: EndpointRow, action: str, reason: str
+        self,
+        session: Session,
+        caller: Caller,
+        row: EndpointRow,
+        action: str,
+        reason: str,
+        *,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         now = self._clock.now()
         rollout = self._open_rollout(session, row.id)
@@ -434,7 +466,7 @@ class DeploymentService:
             self._changed(session, caller, row, "revive", version, 100.0, decision, reason=reason)
             return
         if action == "rollback":
-            self._rollback(session, caller, row, rollout, reason, gate, now)
+            self._rollback(session, caller, row, rollout, reason, gate, now, data=data)
             return
         if rollout is None:
             raise Conflict(f"endpoint {row.name} has no rollout in progress", code="deploy.idle")
@@ -530,6 +562,8 @@ class DeploymentService:
         reason: str,
         gate: Callable[[str | None, float], tuple[ModelVersionRow, str]],
         now: datetime,
+        *,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         if rollout is not None and rollout.state in (RolloutState.ACTIVE, RolloutState.PAUSED):
             # A canary or linear rollout: the stable version never stopped serving.
@@ -571,6 +605,7 @@ class DeploymentService:
             decision,
             rollout=rollout,
             reason=reason,
+            data=data,
         )
 
     # -- the controller -----------------------------------------------------------------------
@@ -728,10 +763,16 @@ class DeploymentService:
                     .order_by(EndpointEventRow.at.desc(), EndpointEventRow.id.desc())
                     .limit(1)
                 )
-                out.append(_spec(row, model_name, last))
+                out.append(_spec(row, model_name, last, self._canary_since(session, row)))
             return out
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _canary_since(self, session: Session, row: EndpointRow) -> datetime | None:
+        if row.canary_version_id is None:
+            return None
+        rollout = self._open_rollout(session, row.id)
+        return rollout.started_at if rollout is not None else row.changed_at
 
     def _endpoint_row(
         self, session: Session, name: str, *, lock: bool = False, missing_ok: bool = False
@@ -789,7 +830,9 @@ class DeploymentService:
         )
         session.flush()
         model_name = session.scalar(sa.select(ModelRow.name).where(ModelRow.id == row.model_id))
-        session.info.setdefault(_CHANGED, {})[row.name] = _spec(row, str(model_name), action)
+        session.info.setdefault(_CHANGED, {})[row.name] = _spec(
+            row, str(model_name), action, self._canary_since(session, row)
+        )
         numbers = _numbers(
             session, [row.stable_version_id, row.canary_version_id, row.shadow_version_id]
         )
@@ -887,7 +930,9 @@ class DeploymentService:
                     log.exception("deployment listener failed for %s", spec.name)
 
 
-def _spec(row: EndpointRow, model: str, last_action: str | None) -> RouteSpec:
+def _spec(
+    row: EndpointRow, model: str, last_action: str | None, canary_since: datetime | None
+) -> RouteSpec:
     return RouteSpec(
         name=row.name,
         model=model,
@@ -902,6 +947,7 @@ def _spec(row: EndpointRow, model: str, last_action: str | None) -> RouteSpec:
         generation=row.generation,
         changed_at=row.changed_at,
         last_action=last_action,
+        canary_since=canary_since,
     )
 
 

@@ -71,6 +71,7 @@ REQUEST_BUCKETS: Final = (
     0.025,
     0.05,
     0.1,
+    0.2,  # the default latency SLO threshold: an SLO's threshold must be a bucket bound
     0.25,
     0.5,
     1.0,

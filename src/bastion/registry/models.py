@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import platform as python_platform
 import tempfile
@@ -45,6 +46,7 @@ from bastion.registry.contract import InputContract, derive_from_csv
 from bastion.registry.datasets import _tags, find_dataset
 from bastion.registry.gates import gate_version
 from bastion.registry.openlineage import LineageRun
+from bastion.registry.profile import ReferenceProfile
 from bastion.registry.records import (
     MLBOM_PATH,
     ArtifactFile,
@@ -62,6 +64,7 @@ from bastion.registry.records import (
     check_tags,
     check_text,
 )
+from bastion.registry.reference import profile_from_csv
 from bastion.registry.staging import StagedTree, Staging
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
@@ -88,6 +91,8 @@ from bastion.supplychain.mlbom import (
 from bastion.supplychain.scan import AllowList, Scanner, ScanReport
 
 PRODUCER = f"urn:bastion:registry:{bastion.__version__}"
+
+log = logging.getLogger("bastion.registry")
 
 _READ_CHUNK = 1024 * 1024
 MAX_LINEAGE = 64
@@ -223,13 +228,16 @@ class ModelService:
                 _find_model(session, name)
         if clean.input_contract is None and clean.target is not None:
             clean = replace(clean, input_contract=self._derive_contract(lineage, clean.target))
+        profile = self._reference_profile(lineage, clean)
         tree = self._staging.claim(caller, upload_id)
         report = self._scan(caller, name, tree)
         version_id = new_id("mv")
         sealed: list[ArtifactFileRow] = []
         try:
             sealed = self._seal(version_id, tree, report)
-            version = self._insert(caller, name, version_id, tree, report, sealed, clean, create)
+            version = self._insert(
+                caller, name, version_id, tree, report, sealed, clean, create, profile
+            )
         except BaseException:
             for row in sealed:
                 self._shred_quietly(row.blob_key)
@@ -314,6 +322,7 @@ class ModelService:
         files: list[ArtifactFileRow],
         spec: VersionSpec,
         create: ModelSpec | None,
+        profile: ReferenceProfile | None = None,
     ) -> ModelVersion:
         now = self._clock.now()
         with self._policy.enforcing(caller), self._db.transaction() as session:
@@ -382,6 +391,7 @@ class ModelService:
                 output_contract=dict(spec.output_contract) if spec.output_contract else None,
                 model_card=dict(spec.model_card or {}),
                 scan=report.to_dict(),
+                reference_profile=profile.to_json() if profile is not None else None,
                 mlbom_digest=bom_row.digest,
                 created_at=now,
                 created_by=caller.principal_id,
@@ -421,6 +431,7 @@ class ModelService:
                         "files": [{"path": f.path, "digest": f.digest} for f in model_files][:1000],
                         "file_count": len(model_files),
                         "mlbom_digest": bom_row.digest,
+                        "reference_profile": profile.digest() if profile is not None else None,
                         "lineage": [
                             {
                                 "dataset": d.name,
@@ -437,6 +448,27 @@ class ModelService:
             )
             session.flush()
             return _version(session, row, model)
+
+    def _reference_profile(
+        self, lineage: list[tuple[DatasetRow, LineageRole]], spec: VersionSpec
+    ) -> ReferenceProfile | None:
+        """The training data's profile for drift monitoring (`bastion.registry.reference`):
+        None without an input contract or without exactly one training CSV stored here. A
+        CSV that cannot be profiled leaves the version without one (logged), rather than
+        refusing a model whose contract is sound."""
+        training = [d for d, role in lineage if role is LineageRole.TRAINING and d.blob_key]
+        if spec.input_contract is None or len(training) != 1:
+            return None
+        try:
+            text = self._blobs.get(str(training[0].blob_key)).decode("utf-8")
+            return profile_from_csv(
+                text, InputContract.from_json(spec.input_contract), target=spec.target
+            )
+        except (UnicodeDecodeError, InvalidInput) as exc:
+            log.warning(
+                "no reference profile from %s@%s: %s", training[0].name, training[0].version, exc
+            )
+            return None
 
     def _derive_contract(
         self, lineage: list[tuple[DatasetRow, LineageRole]], target: str
@@ -1245,6 +1277,7 @@ def _version(session: Session, row: ModelVersionRow, model: ModelRow) -> ModelVe
         environment=dict(row.environment),
         input_contract=row.input_contract,
         output_contract=row.output_contract,
+        reference_profile=row.reference_profile,
         model_card=dict(row.model_card),
         scan=dict(row.scan),
         mlbom_digest=row.mlbom_digest,

@@ -140,6 +140,8 @@ class ModelVersion:
     signed: bool
     created_at: datetime
     created_by: str
+    # The training data's bins and label distribution (`bastion.registry.profile`), or None.
+    reference_profile: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> str:

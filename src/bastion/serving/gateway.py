@@ -18,13 +18,16 @@
    receipt's leaf index.
 7. **Shadow**: a sampled copy goes to the shadow version off the response path.
 
-Every outcome is counted in the endpoint/version metrics.
+Every outcome is counted in the endpoint/version metrics, and in the monitor: the version's
+rolling window (status, latency, rows, anomalies, and the columns and predictions binned for
+drift) and the endpoint's SLO counters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -46,8 +49,11 @@ from bastion.core.settings import Settings
 from bastion.deploy import BucketLimit
 from bastion.identity import Authorizer, Caller, Permission, TokenService
 from bastion.monitoring.metrics import GatewayMetrics
+from bastion.monitoring.monitor import Monitor
+from bastion.monitoring.windows import VersionWindow
 from bastion.registry.contract import Batch
 from bastion.serving import v2
+from bastion.serving.faults import Fault
 from bastion.serving.loaders import Prediction
 from bastion.serving.ratelimit import Limit, RateLimiter
 from bastion.serving.receipts import Receipt, ReceiptLog
@@ -78,6 +84,8 @@ class Gateway:
         shadows: ShadowRunner,
         settings: Settings,
         clock: Clock,
+        monitor: Monitor | None = None,
+        faults: Mapping[tuple[str, int], Fault] | None = None,
     ) -> None:
         self._tokens = tokens
         self._authz = authorizer
@@ -86,6 +94,8 @@ class Gateway:
         self.metrics = metrics
         self._receipts = receipts
         self.shadows = shadows
+        self.monitor = monitor
+        self._faults = dict(faults or {})
         self._clock = clock
         self._principal_limit = Limit(
             settings.ratelimit_principal_rate, settings.ratelimit_principal_burst
@@ -154,6 +164,19 @@ class Gateway:
         assert chosen is not None  # route() refused endpoints without a stable version
         return chosen, role
 
+    def window(self, route: Route, loaded: LoadedVersion) -> VersionWindow | None:
+        """The rolling window `loaded`'s requests on `route` are counted in (None without a
+        monitor)."""
+        if self.monitor is None:
+            return None
+        window = self.monitor.window(route.name, loaded.label, loaded.version_id, loaded.profile)
+        since = route.canary_since if loaded is route.canary else None
+        if since is not None and window.started < since:
+            # The first request of a new rollout: the canary is judged on it alone, not on
+            # what the same version did before (an earlier rollout, or as stable).
+            window.reset(since)
+        return window
+
     # -- the whole request ----------------------------------------------------------------
 
     async def predict(
@@ -173,6 +196,7 @@ class Gateway:
         shadow a copy; the response body. `request_id` names the receipt (a fresh one when
         None)."""
         metrics = self.metrics.version(route.name, loaded.label)
+        window = self.window(route, loaded)
         max_rows = route.spec.limits.max_rows
         try:
             document = _parse(body)
@@ -185,10 +209,20 @@ class Gateway:
                 request_id_in = None
         except InvalidInput:
             metrics.violations()
+            if window is not None:
+                window.violation()
             raise
         if batch.anomalies:
             metrics.anomalies(batch.anomalies)
+            if self.monitor is not None:
+                self.monitor.anomalies(route.name, loaded.label, batch.anomalies)
+        if self._faults:
+            fault = self._faults.get((route.name, loaded.number))
+            if fault is not None:
+                await fault.apply()
         prediction = await _run(loaded, batch)
+        if window is not None:
+            window.observe(batch.rows, batch.columns, batch.anomalies, prediction.primary())
         outputs = {name: value.tolist() for name, value in prediction.outputs.items()}
         classes = list(prediction.classes) if prediction.classes is not None else None
         request_id = request_id or new_id("req")

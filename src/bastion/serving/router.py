@@ -51,6 +51,12 @@ class Route:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def canary_since(self) -> float | None:
+        """When the canary's rollout started (unix seconds), if there is a canary."""
+        since = self.spec.canary_since
+        return since.timestamp() if since is not None else None
+
     def pick(self, key: str) -> tuple[LoadedVersion | None, str]:
         """The version that answers, and its role (`stable` or `canary`)."""
         canary, weight = self.canary, self.spec.canary_weight
@@ -90,6 +96,9 @@ class Router:
 
     def get(self, name: str) -> Route | None:
         return self._routes.get(name)
+
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
 
     def refresh(self, names: Sequence[str] | None = None) -> list[str]:
         """Reload the routes of endpoints that changed (all of them when `names` is None);

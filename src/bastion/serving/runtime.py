@@ -1,21 +1,33 @@
-"""The serving runtime of one server process: metrics, the routing table, the gateway, and the
-background loop that keeps them current.
+"""The serving runtime of one server process: metrics, the routing table, the gateway, the
+monitor, and the background loop that keeps them current.
 
 `ServingRuntime.start()` loads every deployed endpoint (verifying each version), starts the
-receipt writer and the shadow worker, and a loop that every `deploy_poll_seconds` refreshes
-routes changed by other replicas and runs one pass of the rollout controller (linear steps,
-baking periods, auto-promotion). `stop()` ends them and drains the receipt queue. The CLI
-builds a `Platform` without any of this; only `bastion server` starts it.
+receipt writer and the shadow worker, and a loop that every `deploy_poll_seconds`
+
+1. runs one monitoring pass: windows summed, drift computed, SLO burn rates and alerts
+   evaluated, canaries judged (`bastion.monitoring.guard`) — and rolls back each canary in
+   breach through `DeploymentService.auto_rollback` (as the rollout controller, with the
+   evidence in the ledger entry), raises the `CanaryRolledBack` alert and takes a signed
+   incident snapshot;
+2. runs one pass of the rollout controller (linear steps, baking periods, auto-promotion —
+   after the guard, so a breached canary is never promoted in the same pass);
+3. refreshes routes changed by other replicas.
+
+`stop()` ends them and drains the receipt queue. The CLI builds a `Platform` without any of
+this; only `bastion server` starts it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from bastion.core.clock import Clock
 from bastion.deploy import DeploymentService
+from bastion.monitoring.incidents import IncidentService
 from bastion.monitoring.metrics import GatewayMetrics
+from bastion.monitoring.monitor import CanaryVerdict, Monitor, Watched
 from bastion.serving.gateway import Gateway
 from bastion.serving.ratelimit import RateLimiter
 from bastion.serving.receipts import ReceiptLog
@@ -38,16 +50,22 @@ class ServingRuntime:
         metrics: GatewayMetrics,
         clock: Clock,
         poll_seconds: float,
+        monitor: Monitor | None = None,
+        incidents: IncidentService | None = None,
+        guard: bool = True,
     ) -> None:
         self.gateway = gateway
         self.router = router
         self.metrics = metrics
+        self.monitor = monitor
+        self.incidents = incidents
         self._deployments = deployments
         self._receipts = receipts
         self._shadows = shadows
         self._limiter = limiter
         self._clock = clock
         self._poll = poll_seconds
+        self._guard = guard
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
@@ -70,16 +88,83 @@ class ServingRuntime:
             self._thread = None
         self._shadows.close()
         self._receipts.close()
+        if self.monitor is not None:
+            self.monitor.alerts.close()
 
     async def aclose(self) -> None:
         """`stop`, then close the rate limiter's connections (on the server's event loop)."""
         self.stop()
         await self._limiter.close()
 
-    def tick(self) -> None:
-        """One pass of the background loop (also called by tests)."""
-        self._deployments.advance(self._clock.now())
+    def tick(self) -> list[str]:
+        """One pass of the background loop (also called by tests). Returns the endpoints whose
+        canary was rolled back automatically in this pass."""
+        now = self._clock.now()
+        rolled = self.watch(now.timestamp()) if self.monitor is not None else []
+        self._deployments.advance(now)
         self.router.refresh()
+        return rolled
+
+    def watch(self, now: float | None = None) -> list[str]:
+        """One monitoring pass, rolling back the canaries in breach (when the guard is on)."""
+        assert self.monitor is not None
+        watched = [
+            Watched(
+                endpoint=r.name,
+                stable_id=r.stable.version_id if r.stable is not None else None,
+                canary_id=r.canary.version_id if r.canary is not None else None,
+                shadow_id=r.shadow.version_id if r.shadow is not None else None,
+                canary_weight=r.spec.canary_weight,
+                canary_since=(
+                    r.spec.canary_since.timestamp() if r.spec.canary_since is not None else None
+                ),
+            )
+            for r in self.router.routes()
+            if r.spec.state == "serving"
+        ]
+        verdicts = self.monitor.evaluate(watched, now)
+        if not self._guard:
+            return []
+        return [v.endpoint for v in verdicts if self._roll_back(v)]
+
+    def _roll_back(self, verdict: CanaryVerdict) -> bool:
+        assert self.monitor is not None
+        seen = time.monotonic()
+        try:
+            endpoint = self._deployments.auto_rollback(
+                verdict.endpoint,
+                verdict.canary_id,
+                reason=f"automatic rollback: {verdict.verdict.reason()}"[:2000],
+                evidence=verdict.evidence(),
+            )
+        except Exception:  # logged; the next pass judges again
+            log.exception("automatic rollback of %s failed", verdict.endpoint)
+            return False
+        if endpoint is None:  # another replica (or a person) changed the endpoint first
+            return False
+        log.warning(
+            "rolled back canary v%s of %s: %s",
+            verdict.canary.version,
+            verdict.endpoint,
+            verdict.verdict.reason(),
+        )
+        self.monitor.rolled_back(verdict, time.monotonic() - seen)
+        if self.incidents is not None:
+            live = {verdict.canary_id: verdict.canary}
+            if verdict.stable is not None and verdict.stable_id is not None:
+                live[verdict.stable_id] = verdict.stable
+            try:
+                self.incidents.snapshot(
+                    self._deployments.controller,
+                    verdict.endpoint,
+                    trigger="rollback",
+                    live=live,
+                    anomalies=self.monitor.recent_anomalies(verdict.endpoint),
+                    evidence={**verdict.evidence(), "version_ids": list(live)},
+                )
+            except Exception:  # the rollback stands; the snapshot can be taken by hand
+                log.exception("incident snapshot after rolling back %s failed", verdict.endpoint)
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self._poll):

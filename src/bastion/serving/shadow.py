@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bastion.monitoring.metrics import GatewayMetrics
+from bastion.monitoring.monitor import Monitor
 from bastion.registry.contract import Batch
 from bastion.serving.loaders import Prediction
 from bastion.serving.verified import LoadedVersion
@@ -43,8 +44,11 @@ def same_answers(a: np.ndarray, b: np.ndarray, *, rtol: float = 1e-4) -> bool:
 
 
 class ShadowRunner:
-    def __init__(self, *, metrics: GatewayMetrics, queue_size: int) -> None:
+    def __init__(
+        self, *, metrics: GatewayMetrics, queue_size: int, monitor: Monitor | None = None
+    ) -> None:
         self._metrics = metrics
+        self._monitor = monitor
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
 
@@ -91,3 +95,8 @@ class ShadowRunner:
             log.exception("shadow %s of %s failed", job.shadow.label, job.endpoint)
             outcome = "error"
         metrics.shadow(outcome)
+        if self._monitor is not None and outcome != "error":
+            shadow = job.shadow
+            self._monitor.window(
+                job.endpoint, shadow.label, shadow.version_id, shadow.profile
+            ).shadow(outcome == "same")

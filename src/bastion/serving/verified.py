@@ -24,7 +24,9 @@ import hashlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.core.clock import Clock
 from bastion.core.errors import BastionError, IntegrityError, InvalidInput, NotFound
@@ -33,6 +35,7 @@ from bastion.ledger import AuditLog
 from bastion.registry.contract import InputContract
 from bastion.registry.gates import signature_problems, signatures_of
 from bastion.registry.models import ModelService, VerifiedFile
+from bastion.registry.profile import ReferenceProfile
 from bastion.serving.loaders import Predictor, load_predictor
 from bastion.store.db import Database
 from bastion.store.tables import ModelRow, ModelSignatureRow, ModelVersionRow, SignerKeyRow
@@ -55,6 +58,8 @@ class LoadedVersion:
     contract: InputContract
     predictor: Predictor
     signers: tuple[str, ...]
+    # The training data's bins and label distribution, for drift; None: not monitored for drift.
+    profile: ReferenceProfile | None = None
 
     @property
     def label(self) -> str:
@@ -98,6 +103,7 @@ class VerifiedLoader:
             assert model is not None
             signed = signatures_of(session, version_id)
             contract_doc = version.input_contract
+            profile_doc = version.reference_profile
             number, artifact_digest, model_name = (
                 version.version,
                 version.artifact_digest,
@@ -114,6 +120,7 @@ class VerifiedLoader:
                 code="serving.no_contract",
             )
         contract = InputContract.from_json(contract_doc)
+        profile, profile_state = _profile(label, profile_doc)
         files = self._models.read_verified_files(self.caller, version_id, max_bytes=self._max_bytes)
         signers = self._check_signature(label, signed, files)
         predictor = load_predictor(
@@ -132,6 +139,7 @@ class VerifiedLoader:
                         "loader": predictor.kind,
                         "signers": list(signers),
                         "process": self._process,
+                        "profile": profile_state,
                     },
                 ),
             )
@@ -143,6 +151,7 @@ class VerifiedLoader:
             contract=contract,
             predictor=predictor,
             signers=signers,
+            profile=profile,
         )
 
     @staticmethod
@@ -190,3 +199,16 @@ class VerifiedLoader:
                 )
         except BastionError:  # the refusal stands even if it cannot be recorded
             log.exception("could not record the refusal to load %s", version_id)
+
+
+def _profile(label: str, doc: Mapping[str, Any] | None) -> tuple[ReferenceProfile | None, str]:
+    """The version's reference profile, and what the load event records about it. A profile
+    that does not parse leaves the version served without drift monitoring (the profile is
+    evidence about inputs, not a control on them) and is recorded as `invalid`."""
+    if doc is None:
+        return None, "none"
+    try:
+        return ReferenceProfile.from_json(doc), "ok"
+    except BastionError:
+        log.warning("%s: its reference profile does not parse; no drift monitoring", label)
+        return None, "invalid"

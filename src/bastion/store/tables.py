@@ -200,6 +200,9 @@ class ModelVersionRow(Base):
     output_contract: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     model_card: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     scan: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # Per-feature bins and counts of the training data, and its label distribution
+    # (`bastion.registry.profile`), for drift monitoring; None when no training CSV was known.
+    reference_profile: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
     mlbom_digest: Mapped[str] = mapped_column(sa.String(71))
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(sa.String(40))
@@ -534,3 +537,41 @@ class PredictionCheckpointRow(Base):
     root: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
     note: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
+
+
+class MonitorWindowRow(Base):
+    """The latest rolling-window summary one gateway replica holds for an endpoint version
+    (binned counts only, never inputs), published every few seconds so that the CLI and other
+    replicas can read the evidence a gateway sees."""
+
+    __tablename__ = "monitor_windows"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(64))
+    version_id: Mapped[str] = mapped_column(sa.String(40))
+    replica: Mapped[str] = mapped_column(sa.String(64))
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "endpoint", "version_id", "replica", name="uq_monitor_windows_endpoint_version_replica"
+        ),
+    )
+
+
+class IncidentRow(Base):
+    """A signed evidence bundle about an endpoint, taken on rollback or on demand."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(64), index=True)
+    trigger: Mapped[str] = mapped_column(sa.String(32))
+    digest: Mapped[str] = mapped_column(sa.String(71))
+    bundle: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    signature: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_by: Mapped[str] = mapped_column(sa.String(64))
