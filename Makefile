@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/rollback.py
+	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/monitoring_batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

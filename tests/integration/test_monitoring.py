@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bastion.api import create_app
+from bastion.core.clock import ManualClock
 from bastion.deploy import RolloutPlan
 from bastion.identity import Caller, Role
 from bastion.monitoring.incidents import render_markdown, verify_bundle
@@ -250,3 +252,40 @@ def test_bad_fault_injection_settings_are_refused() -> None:
         with pytest.raises((ConfigError, Exception)) as info:
             parse_faults(bad)
         assert getattr(info.value, "code", "").startswith(("config.", "deploy.")), bad
+
+
+def test_auto_promotion_waits_for_enough_canary_evidence(
+    platform: Platform,
+    rel: Release,
+    served: tuple[TestClient, ServingRuntime],
+    make_actor: MakeActor,
+    clock: ManualClock,
+) -> None:
+    client, runtime = served
+    contract = logistic().contract.to_json()
+    stable = rel.ready(files=logistic().files(), contract=contract)
+    canary = rel.ready(files=logistic(c=0.1).files(), contract=contract)
+    platform.deployments.deploy(rel.deployer, "fraud", "scorer", str(stable))
+    platform.deployments.deploy(
+        rel.deployer,
+        "fraud",
+        "scorer",
+        str(canary),
+        plan=RolloutPlan(kind="canary", weight=50, bake=60, auto_promote=True),
+    )
+    clock.advance(timedelta(seconds=61))
+    runtime.tick()  # due, but the canary has answered nothing: held
+    endpoint = platform.deployments.get(rel.deployer, "fraud")
+    assert endpoint.canary is not None
+    assert endpoint.canary.number == canary
+    _send(
+        client,
+        rel,
+        np.repeat(logistic().x[:1], 400, axis=0),
+        make_actor("a5", Role.INFERENCE_CLIENT).token,
+    )
+    runtime.tick()  # ~40 healthy canary requests: judged clean, promoted
+    endpoint = platform.deployments.get(rel.deployer, "fraud")
+    assert endpoint.canary is None
+    assert endpoint.stable is not None
+    assert endpoint.stable.number == canary

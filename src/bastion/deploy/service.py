@@ -610,10 +610,16 @@ class DeploymentService:
 
     # -- the controller -----------------------------------------------------------------------
 
-    def advance(self, now: datetime | None = None) -> list[str]:
+    def advance(
+        self, now: datetime | None = None, *, hold: Callable[[str], str | None] | None = None
+    ) -> list[str]:
         """One controller pass: step due linear rollouts, finish baking periods, auto-promote
         canaries. Returns the endpoints changed. Each change is its own transaction (with its
-        gate and ledger entry, as the controller); one failing endpoint does not stop others."""
+        gate and ledger entry, as the controller); one failing endpoint does not stop others.
+
+        `hold(endpoint)` returning a reason keeps a due step or promotion waiting (it is
+        retried on the next pass): the monitor holds a canary that has not yet answered
+        enough requests to be judged, so "a clean bake" means clean evidence, not silence."""
         now = now or self._clock.now()
         with self._db.read() as session:
             due = session.execute(
@@ -628,13 +634,15 @@ class DeploymentService:
         changed = []
         for (name,) in due:
             try:
-                if self._advance_one(name, now):
+                if self._advance_one(name, now, hold):
                     changed.append(name)
             except Exception:  # logged; the next pass tries again
                 log.exception("rollout controller: advancing %s failed", name)
         return changed
 
-    def _advance_one(self, name: str, now: datetime) -> bool:
+    def _advance_one(
+        self, name: str, now: datetime, hold: Callable[[str], str | None] | None = None
+    ) -> bool:
         caller = self.controller
         with self._policy.enforcing(caller), self._db.transaction() as session:
             row = self._endpoint_row(session, name, lock=True)
@@ -663,6 +671,10 @@ class DeploymentService:
                 )
                 return True
             if rollout.state != RolloutState.ACTIVE:
+                return False
+            held = hold(name) if hold is not None else None
+            if held:
+                log.info("rollout controller: %s waits: %s", name, held)
                 return False
             if rollout.kind == PlanKind.CANARY:  # auto_promote after the bake at its weight
                 weight = 100.0

@@ -142,6 +142,7 @@ class Monitor:
         self._published = 0.0
         self._rollbacks: dict[tuple[str, str], int] = {}
         self._rolled: dict[Any, tuple[Alert, float]] = {}
+        self._evidence: dict[str, int] = {}
         self._anomalies: deque[dict[str, Any]] = deque(maxlen=RECENT_ANOMALIES)
 
     # -- the request path ---------------------------------------------------------------------
@@ -349,6 +350,7 @@ class Monitor:
         self, states: Mapping[tuple[str, str], _State], watched: Sequence[Watched], now: float
     ) -> list[CanaryVerdict]:
         verdicts = []
+        evidence: dict[str, int] = {}
         for w in watched:
             if w.canary_id is None:
                 continue
@@ -361,6 +363,7 @@ class Monitor:
             canary = _combine(
                 canary_state.summary if canary_state else None, others.get(w.canary_id)
             )
+            evidence[w.endpoint] = canary.requests if canary is not None else 0
             if canary is None:
                 continue
             stable = _combine(stable_state.summary if stable_state else None,
@@ -384,7 +387,18 @@ class Monitor:
                         w.endpoint, w.canary_id, w.stable_id, verdict, canary, stable, report
                     )
                 )
+        self._evidence = evidence
         return verdicts
+
+    def hold(self, endpoint: str) -> str | None:
+        """Why `endpoint`'s canary may not be stepped or promoted yet (None: it may): fewer
+        requests in its window, as of the last pass, than the guard needs to judge it."""
+        if endpoint not in self._evidence:
+            return None  # no canary at the last pass
+        seen, needed = self._evidence[endpoint], self.config.guard.min_requests
+        if seen < needed:
+            return f"the canary answered {seen} requests in its window; {needed} are needed"
+        return None
 
     def _others(
         self, endpoint: str, now: float, started: Mapping[str, float]

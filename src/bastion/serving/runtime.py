@@ -10,7 +10,8 @@ receipt writer and the shadow worker, and a loop that every `deploy_poll_seconds
    evidence in the ledger entry), raises the `CanaryRolledBack` alert and takes a signed
    incident snapshot;
 2. runs one pass of the rollout controller (linear steps, baking periods, auto-promotion —
-   after the guard, so a breached canary is never promoted in the same pass);
+   after the guard, so a breached canary is never promoted in the same pass, and held while
+   the canary has answered too few requests to be judged);
 3. refreshes routes changed by other replicas.
 
 `stop()` ends them and drains the receipt queue. The CLI builds a `Platform` without any of
@@ -100,8 +101,10 @@ class ServingRuntime:
         """One pass of the background loop (also called by tests). Returns the endpoints whose
         canary was rolled back automatically in this pass."""
         now = self._clock.now()
-        rolled = self.watch(now.timestamp()) if self.monitor is not None else []
-        self._deployments.advance(now)
+        # The monitor keeps its own (wall) clock: its windows are stamped by it.
+        rolled = self.watch() if self.monitor is not None else []
+        hold = self.monitor.hold if self.monitor is not None and self._guard else None
+        self._deployments.advance(now, hold=hold)
         self.router.refresh()
         return rolled
 

@@ -95,3 +95,21 @@ def test_bad_limits_are_refused(kwargs):
     with pytest.raises(InvalidInput) as info:
         GuardLimits(**kwargs)
     assert info.value.code == "monitoring.bad_limit"
+
+
+def _anomalous(rows, anomalous, *, version="2", vid="mv_2"):
+    w = VersionWindow("ep", version, vid, None, config=CFG, clock=lambda: 0.0)
+    for _ in range(rows // 10):
+        w.request(200, 0.01, now=1.0)
+    w.observe(rows, {}, {("f", "out_of_range"): anomalous} if anomalous else {}, None, now=1.0)
+    return w.summary(now=1.0)
+
+
+def test_anomalies_the_stable_version_sees_too_are_not_the_canarys():
+    limits = GuardLimits(min_requests=20)
+    alone = judge(_anomalous(400, 200), None, limits)
+    assert [b.signal for b in alone.breaches] == ["anomaly_rate"]
+    both = judge(_anomalous(400, 200), _anomalous(400, 190, version="1", vid="mv_1"), limits)
+    assert not both.breached
+    own = judge(_anomalous(400, 200), _anomalous(400, 2, version="1", vid="mv_1"), limits)
+    assert [b.signal for b in own.breaches] == ["anomaly_rate"]

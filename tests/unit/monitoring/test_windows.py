@@ -153,3 +153,14 @@ def test_bad_window_config_is_refused(kwargs):
 def test_latency_bounds_cover_100us_to_minutes():
     assert LATENCY_BOUNDS[0] == pytest.approx(1e-4)
     assert LATENCY_BOUNDS[-1] > 60
+
+
+def test_reset_forgets_earlier_counts_and_records_when():
+    w = _window()
+    w.request(500, 0.01, now=1.0)
+    assert w.summary(now=1.0).errors == 1
+    w.reset(2.0)
+    s = w.summary(now=2.5)
+    assert (s.requests, s.errors, s.started) == (0, 0, 2.0)
+    w.request(200, 0.01, now=3.0)
+    assert w.summary(now=3.0).requests == 1
