@@ -10,15 +10,18 @@ opens what `initialise` made and refuses to start on a missing or outdated one.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bastion.core.clock import Clock, SystemClock
+from bastion.core.errors import ConfigError, InvalidInput
 from bastion.core.settings import Settings
 from bastion.crypto.envelope import EnvelopeCipher
 from bastion.crypto.keystore import LocalKeyStore
@@ -40,6 +43,7 @@ from bastion.ledger.log import PREDICTION_TABLES
 from bastion.ledger.note import NoteSigner, signer_from_seed
 from bastion.monitoring.alerts import AlertRouter, AlertSink, LogSink, WebhookSink
 from bastion.monitoring.collectors import DownloadCollector
+from bastion.monitoring.drift import DriftThresholds, parse_thresholds
 from bastion.monitoring.guard import GuardLimits
 from bastion.monitoring.incidents import INCIDENT_KEY, IncidentService
 from bastion.monitoring.metrics import GatewayMetrics
@@ -380,7 +384,9 @@ class Platform:
             alerts=alerts,
             database=self.database,
             config=MonitorConfig(
-                guard=guard, publish_seconds=min(5.0, settings.monitor_slice_seconds)
+                guard=guard,
+                per_feature=_drift_thresholds(settings.drift_thresholds),
+                publish_seconds=min(5.0, settings.monitor_slice_seconds),
             ),
         )
         if metrics is not None:
@@ -492,3 +498,20 @@ def _incident_signer(keystore: LocalKeyStore) -> NoteSigner:
     return signer_from_seed(
         seed, f"bastion.local/incidents/{hashlib.sha256(public).hexdigest()[:16]}"
     )
+
+
+def _drift_thresholds(path: Path | None) -> dict[str, DriftThresholds] | None:
+    """Per-feature drift thresholds from `BASTION_DRIFT_THRESHOLDS` (ConfigError if bad)."""
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return parse_thresholds(doc, base=DriftThresholds())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"BASTION_DRIFT_THRESHOLDS: cannot read {path}: {exc}", code="config.bad_thresholds"
+        ) from None
+    except InvalidInput as exc:
+        raise ConfigError(
+            f"BASTION_DRIFT_THRESHOLDS: {exc.message}", code="config.bad_thresholds"
+        ) from None

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
         default=None,
         description="Rehearsal only: JSON list of {endpoint, version, error_rate, latency_ms}",
     )
+    drift_thresholds: Path | None = Field(
+        default=None,
+        description='JSON file of per-feature drift thresholds: {"feature": {"psi": .., "js": ..}}',
+    )
     monitor_slice_seconds: float = Field(
         default=10.0, ge=0.1, le=3600, description="Length of one slice of a rolling window"
     )

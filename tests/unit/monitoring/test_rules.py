@@ -96,6 +96,9 @@ def unit_test(
     test = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": evaluation_interval,
+        # Recording rules first, then the alerts that read them: without an order promtool
+        # evaluates groups in Go map order, and an alert may read the previous evaluation.
+        "group_eval_order": [g["name"] for g in rules["groups"]],
         "tests": [{"interval": "1m", "input_series": input_series, "alert_rule_test": checks}],
     }
     (tmp_path / "test.yml").write_text(yaml.safe_dump(test, sort_keys=False))
