@@ -15,6 +15,7 @@ from bastion.cli import drift as drift_cli
 from bastion.cli import incidents as incidents_cli
 from bastion.cli import monitoring as monitoring_cli
 from bastion.cli import policy as policy_cli
+from bastion.cli import privacy as privacy_cli
 from bastion.cli import receipts as receipts_cli
 from bastion.cli import registry as registry_cli
 from bastion.cli import scan as scan_cli
@@ -60,6 +61,7 @@ deploy_cli.register(app)
 drift_cli.register(app)
 monitoring_cli.register(app)
 incidents_cli.register(app)
+privacy_cli.register(app)
 receipts_cli.register(app)
 
 

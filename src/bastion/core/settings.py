@@ -125,6 +125,27 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(
         default=1000, gt=0, description="Shadow requests waiting; beyond it they are dropped"
     )
+    redact_logs: bool = Field(
+        default=True, description="Redact PII from every log line Bastion writes"
+    )
+    pii_min_score: float = Field(
+        default=0.5, ge=0, le=1, description="Lowest recognizer score that counts as PII"
+    )
+    privacy_k_min: int = Field(
+        default=5, ge=1, le=1_000_000, description="k-anonymity data must reach to be released"
+    )
+    retention_check_seconds: float = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="How often the server enforces retention (0: never)",
+    )
+    prediction_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days prediction-log entries are kept (None: forever)",
+    )
     fault_injection: str | None = Field(
         default=None,
         description="Rehearsal only: JSON list of {endpoint, version, error_rate, latency_ms}",

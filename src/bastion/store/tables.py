@@ -159,6 +159,13 @@ class DatasetRow(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="active")
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(sa.String(40))
+    # Column-level PII scan (`bastion.privacy`): per column the entities found and their
+    # share, the sensitive columns and the proposed classification.
+    pii_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    # Re-identification risk: declared quasi-identifiers and sensitive attributes, k, l and
+    # the share of unique records, as last measured.
+    privacy_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __table_args__ = (sa.UniqueConstraint("name", "version", name="uq_datasets_name_version"),)
 
@@ -575,3 +582,65 @@ class IncidentRow(Base):
     signature: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     created_by: Mapped[str] = mapped_column(sa.String(64))
+
+
+class DeletionRow(Base):
+    """Evidence that something was deleted under a retention rule: what (never the data),
+    when, under which rule, which data key was shredded and the proof it no longer decrypts."""
+
+    __tablename__ = "deletions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(sa.String(32))  # dataset | predictions
+    subject_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    subject_name: Mapped[str] = mapped_column(sa.String(256))
+    rule: Mapped[str] = mapped_column(sa.String(256))
+    key_id: Mapped[str | None] = mapped_column(sa.String(128))
+    evidence: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class TokenKeyRow(Base):
+    """A tokenization key version: a data key in the key store (shredded when destroyed)."""
+
+    __tablename__ = "token_keys"
+
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    key_id: Mapped[str] = mapped_column(sa.String(128))
+    state: Mapped[str] = mapped_column(sa.String(16))  # active | retired | destroyed
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class PrivacyBudgetRow(Base):
+    """A dataset's (all versions of a name) differential-privacy budget and what is spent."""
+
+    __tablename__ = "privacy_budgets"
+
+    dataset: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    epsilon_total: Mapped[float] = mapped_column(sa.Float)
+    delta_total: Mapped[float] = mapped_column(sa.Float)
+    epsilon_spent: Mapped[float] = mapped_column(sa.Float)
+    delta_spent: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime]
+
+
+class PrivacySpendRow(Base):
+    """One spend from a dataset's privacy budget (a DP training run or statistic)."""
+
+    __tablename__ = "privacy_spends"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    dataset: Mapped[str] = mapped_column(sa.String(128), index=True)
+    epsilon: Mapped[float] = mapped_column(sa.Float)
+    delta: Mapped[float] = mapped_column(sa.Float)
+    mechanism: Mapped[str] = mapped_column(sa.String(128))
+    purpose: Mapped[str] = mapped_column(sa.String(512))
+    subject: Mapped[str | None] = mapped_column(sa.String(256))
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime]
