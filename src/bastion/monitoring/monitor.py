@@ -356,6 +356,10 @@ class Monitor:
                 continue
             since = w.canary_since if w.canary_since is not None else 0.0
             canary_state = states.get((w.endpoint, w.canary_id))
+            if canary_state is not None and canary_state.summary.started < since:
+                # Counts from before this rollout (an earlier one, or as stable): the gateway
+                # resets the window at the canary's first request; until then there is none.
+                canary_state = None
             stable_state = states.get((w.endpoint, w.stable_id)) if w.stable_id else None
             # Other replicas' windows of the canary count only if they were reset for this
             # rollout (started after it began).

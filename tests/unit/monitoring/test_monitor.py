@@ -137,3 +137,18 @@ def test_a_bad_drift_thresholds_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         _drift_thresholds(tmp_path / "missing.json")
     assert Settings(drift_thresholds=good).drift_thresholds == good
+
+
+def test_a_canary_window_from_before_the_rollout_is_not_evidence():
+    monitor = _monitor()
+    canary = monitor.window("ep", "2", "mv_2", None)
+    for _ in range(30):
+        canary.request(500, 0.002, now=NOW)  # an earlier rollout of the same version failed
+    rollout = NOW + 5  # redeployed later: nothing of the new rollout has been seen yet
+    watched = [Watched("ep", "mv_1", "mv_2", None, 50.0, canary_since=rollout)]
+    assert monitor.evaluate(watched, NOW + 6) == []
+    assert "0 requests" in str(monitor.hold("ep"))
+    canary.reset(rollout)
+    for _ in range(30):
+        canary.request(500, 0.002, now=NOW + 6)
+    assert [v.endpoint for v in monitor.evaluate(watched, NOW + 6)] == ["ep"]
