@@ -289,3 +289,29 @@ def test_auto_promotion_waits_for_enough_canary_evidence(
     assert endpoint.canary is None
     assert endpoint.stable is not None
     assert endpoint.stable.number == canary
+
+
+def test_due_chores_run_in_the_serving_loop_and_a_failing_one_is_contained(
+    served: tuple[TestClient, ServingRuntime],
+) -> None:
+    from bastion.serving.runtime import Chore
+
+    _, runtime = served
+    ran: list[str] = []
+
+    def boom() -> None:
+        ran.append("boom")
+        raise RuntimeError("chore failed")
+
+    runtime.chores[:] = [
+        Chore("failing", 0.001, boom),
+        Chore("counted", 0.001, lambda: ran.append("ok")),
+        Chore("never", 0, lambda: ran.append("never")),
+        Chore("hourly", 3600, lambda: ran.append("hourly")),
+    ]
+    runtime.tick()
+    runtime.tick()  # the hourly chore is not due again
+    assert ran.count("boom") >= 1
+    assert ran.count("ok") >= 1
+    assert ran.count("hourly") == 1
+    assert "never" not in ran

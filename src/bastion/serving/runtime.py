@@ -12,7 +12,8 @@ receipt writer and the shadow worker, and a loop that every `deploy_poll_seconds
 2. runs one pass of the rollout controller (linear steps, baking periods, auto-promotion —
    after the guard, so a breached canary is never promoted in the same pass, and held while
    the canary has answered too few requests to be judged);
-3. refreshes routes changed by other replicas.
+3. refreshes routes changed by other replicas;
+4. runs the housekeeping chores that are due (`Chore`: retention enforcement, …).
 
 `stop()` ends them and drains the receipt queue. The CLI builds a `Platform` without any of
 this; only `bastion server` starts it.
@@ -23,6 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from bastion.core.clock import Clock
 from bastion.deploy import DeploymentService
@@ -36,6 +39,17 @@ from bastion.serving.router import Router
 from bastion.serving.shadow import ShadowRunner
 
 log = logging.getLogger("bastion.serving")
+
+
+@dataclass
+class Chore:
+    """Housekeeping the serving loop runs every `every` seconds (retention enforcement, …);
+    a failing run is logged and tried again at the next due time."""
+
+    name: str
+    every: float
+    run: Callable[[], object]
+    last: float = float("-inf")
 
 
 class ServingRuntime:
@@ -54,6 +68,7 @@ class ServingRuntime:
         monitor: Monitor | None = None,
         incidents: IncidentService | None = None,
         guard: bool = True,
+        chores: list[Chore] | None = None,
     ) -> None:
         self.gateway = gateway
         self.router = router
@@ -67,6 +82,7 @@ class ServingRuntime:
         self._clock = clock
         self._poll = poll_seconds
         self._guard = guard
+        self.chores = list(chores or [])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
@@ -106,7 +122,19 @@ class ServingRuntime:
         hold = self.monitor.hold if self.monitor is not None and self._guard else None
         self._deployments.advance(now, hold=hold)
         self.router.refresh()
+        self._run_chores()
         return rolled
+
+    def _run_chores(self) -> None:
+        at = time.monotonic()
+        for chore in self.chores:
+            if chore.every <= 0 or at - chore.last < chore.every:
+                continue
+            chore.last = at
+            try:
+                chore.run()
+            except Exception:  # logged; tried again when next due
+                log.exception("%s failed", chore.name)
 
     def watch(self, now: float | None = None) -> list[str]:
         """One monitoring pass, rolling back the canaries in breach (when the guard is on)."""
