@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging.config
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +38,7 @@ from bastion.core.errors import BastionError, ConfigError, InvalidInput
 from bastion.core.settings import Settings
 from bastion.identity import Permission, Principal, TokenInfo
 from bastion.platform import Platform
+from bastion.privacy.logfilter import install_log_redaction
 
 app = typer.Typer(
     name="bastion",
@@ -67,6 +70,7 @@ receipts_cli.register(app)
 
 def main() -> None:
     """Entry point: run the CLI, turning every `BastionError` into a message and exit code."""
+    _redact_logs()
     try:
         # Without standalone mode, click returns (not raises) a `typer.Exit`'s code.
         code = app(standalone_mode=False)
@@ -86,6 +90,19 @@ def main() -> None:
             error.show()
             sys.exit(error.exit_code)
         raise
+
+
+def _redact_logs() -> None:
+    """Put the PII filter on logging unless BASTION_REDACT_LOGS is false; the detector is
+    built on the first record, so a command that logs nothing pays nothing."""
+    try:
+        settings: Settings | None = Settings.from_env()
+    except BastionError:
+        settings = None  # the command reports the configuration error; redact meanwhile
+    if settings is None or settings.redact_logs:
+        from bastion.privacy.pii import default_detector
+
+        install_log_redaction(lambda: default_detector(settings))
 
 
 # -- init and server ----------------------------------------------------------------------------
@@ -132,17 +149,26 @@ def server(
     import uvicorn
 
     from bastion.api import create_app
+    from bastion.privacy.pii import default_detector
 
     overrides: dict[str, Any] = {"listen": listen} if listen else {}
     settings = Settings.from_env(**overrides)
     with Platform.from_settings(settings) as platform:
         url = f"http://{settings.listen}"
         out.print(f"Bastion {bastion.__version__} serving {url} (API docs: {url}/docs)")
+        log_config: dict[str, Any] | None = uvicorn.config.LOGGING_CONFIG
+        if settings.redact_logs:
+            # Configure uvicorn's loggers now, as uvicorn.run would, and put the PII filter on
+            # their handlers (and the root's, and lastResort); uvicorn then leaves them alone.
+            logging.config.dictConfig(copy.deepcopy(uvicorn.config.LOGGING_CONFIG))
+            install_log_redaction(default_detector(settings))
+            log_config = None
         uvicorn.run(
             create_app(platform),
             host=settings.listen_host,
             port=settings.listen_port,
             log_level="info",
+            log_config=log_config,
             server_header=False,
             # Requests are counted in /metrics and predictions have receipts; a per-request
             # access line costs more than the rest of the gateway's controls together.
