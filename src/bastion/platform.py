@@ -51,6 +51,8 @@ from bastion.monitoring.monitor import Monitor, MonitorConfig
 from bastion.monitoring.slo import SloSpec, SloTracker
 from bastion.monitoring.windows import WindowConfig, Windows
 from bastion.policy import PolicyService
+from bastion.privacy.retention import RetentionService
+from bastion.privacy.tokens import Tokenizer
 from bastion.registry import (
     ApprovalService,
     AttestationService,
@@ -65,7 +67,7 @@ from bastion.serving.gateway import Gateway
 from bastion.serving.ratelimit import limiter_from_url
 from bastion.serving.receipts import ReceiptLog
 from bastion.serving.router import Router
-from bastion.serving.runtime import ServingRuntime
+from bastion.serving.runtime import Chore, ServingRuntime
 from bastion.serving.shadow import ShadowRunner
 from bastion.serving.verified import VerifiedLoader
 from bastion.store.blobs import open_blob_store
@@ -108,6 +110,8 @@ class Platform:
     deployments: DeploymentService
     receipts: ReceiptLog
     incidents: IncidentService
+    retention: RetentionService
+    tokenizer: Tokenizer
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Platform:
@@ -283,6 +287,23 @@ class Platform:
                 clock=clock,
                 config=_monitoring_config(settings),
             ),
+            retention=RetentionService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                policy=policy,
+                blobs=blobs,
+                keystore=keystore,
+                clock=clock,
+                prediction_retention_days=settings.prediction_retention_days,
+            ),
+            tokenizer=Tokenizer(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                keystore=keystore,
+                clock=clock,
+            ),
         )
 
     def serving_runtime(self) -> ServingRuntime:
@@ -348,6 +369,9 @@ class Platform:
             monitor=monitor,
             incidents=self.incidents,
             guard=settings.canary_guard,
+            chores=[
+                Chore("retention", settings.retention_check_seconds, self.retention.enforce_due)
+            ],
         )
 
     def monitor(self, metrics: GatewayMetrics | None = None) -> Monitor:

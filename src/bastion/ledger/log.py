@@ -62,13 +62,16 @@ class LogTables:
     `entries` needs the columns `seq`, `body`, `leaf_index`, `leaf_hash`; `nodes` `level`,
     `idx`, `hash`; `checkpoints` `size`, `root`, `note`, `created_at`. The lock is any
     constant, the same for every replica of one log and different between logs. The raw SQL
-    of the hot paths is rendered once, here.
+    of the hot paths is rendered once, here. `expirable`: a retention rule may empty the
+    bodies of the oldest entries (`bastion.privacy.retention`); `verify` then takes their
+    stored leaf hashes, which must form a prefix of the log. Never for the governance ledger.
     """
 
     entries: type[Any]
     nodes: type[Any]
     checkpoints: type[Any]
     pg_lock: int
+    expirable: bool = False
     max_index_sql: sa.TextClause = field(init=False, repr=False, compare=False)
     queued_sql: sa.TextClause = field(init=False, repr=False, compare=False)
     nodes_sql_head: str = field(init=False, repr=False, compare=False)
@@ -96,7 +99,11 @@ AUDIT_TABLES = LogTables(
 """The governance ledger: audit events of every change."""
 
 PREDICTION_TABLES = LogTables(
-    PredictionEntryRow, PredictionNodeRow, PredictionCheckpointRow, pg_lock=0x4253_544E_5052_4544
+    PredictionEntryRow,
+    PredictionNodeRow,
+    PredictionCheckpointRow,
+    pg_lock=0x4253_544E_5052_4544,
+    expirable=True,
 )
 """The prediction log: one receipt per served prediction."""
 
@@ -411,7 +418,11 @@ class TransparencyLog:
                 # was rewritten as text must fail as an edit, not crash the verifier.
                 raw = body if isinstance(body, bytes) else str(body).encode()
                 # The query excludes NULL indices; cast for the type checker only.
-                for level, idx, digest in replay.leaf(cast(int, index), raw, stored_leaf):
+                if not raw and t.expirable and stored_leaf is not None:
+                    completed = replay.expired_leaf(cast(int, index), bytes(stored_leaf))
+                else:
+                    completed = replay.leaf(cast(int, index), raw, stored_leaf)
+                for level, idx, digest in completed:
                     _check_node(next(stored_nodes, None), level, idx, digest)
                     nodes_checked += 1
                 while pending is not None and pending.size == replay.size:
@@ -453,6 +464,7 @@ class TransparencyLog:
             checkpoints=report.checkpoints,
             nodes=nodes_checked,
             queued=queued,
+            expired=report.expired,
         )
 
     def export(self, out: IO[str]) -> None:

@@ -33,6 +33,9 @@ class VerifyReport:
     checkpoints: int
     nodes: int = 0
     queued: int = 0
+    # Leaves whose body a retention rule removed (prediction log only): their stored leaf
+    # hashes, which the signed roots vouch for, stood in for them.
+    expired: int = 0
 
 
 @dataclass
@@ -44,6 +47,7 @@ class LogReplay:
     _range: CompactRange = field(default_factory=CompactRange)
     _checkpoints: int = 0
     _last_checkpoint: int = -1
+    _expired: int = 0
 
     @property
     def size(self) -> int:
@@ -75,6 +79,33 @@ class LogReplay:
                 details={"index": index, "expected": stored_hash.hex(), "computed": computed.hex()},
             )
         return self._range.append(computed)
+
+    def expired_leaf(self, index: int, stored_hash: bytes) -> Sequence[tuple[int, int, bytes]]:
+        """Add leaf `index` whose body a retention rule removed: its stored hash stands in.
+
+        The hash can no longer be checked against a body, but the signed roots still vouch
+        for it. Retention removes the oldest bodies first, so expired leaves must be a prefix
+        of the log: one after a leaf that still has its body is a deletion, not expiry.
+        """
+        if index != self._range.size:
+            raise TamperError(
+                f"entry index {index} found where {self._range.size} was expected "
+                "(an entry was deleted, inserted or reordered)",
+                details={"index": self._range.size, "expected": self._range.size, "found": index},
+            )
+        if self._expired != index:
+            raise TamperError(
+                f"entry {index} has no body but entry {self._expired} before it does (retention "
+                "removes only the oldest bodies; this one was deleted)",
+                details={"index": index},
+            )
+        if len(stored_hash) != 32:
+            raise TamperError(
+                f"entry {index}: stored leaf hash is {len(stored_hash)} bytes, not 32",
+                details={"index": index},
+            )
+        self._expired += 1
+        return self._range.append(stored_hash)
 
     def checkpoint(self, note: str, *, size: int | None = None, root: bytes | None = None) -> None:
         """Check a signed checkpoint whose size equals the number of leaves replayed so far.
@@ -117,7 +148,9 @@ class LogReplay:
         return parsed
 
     def finish(self) -> VerifyReport:
-        return VerifyReport(size=self.size, root=self.root(), checkpoints=self._checkpoints)
+        return VerifyReport(
+            size=self.size, root=self.root(), checkpoints=self._checkpoints, expired=self._expired
+        )
 
 
 def check_trusted(

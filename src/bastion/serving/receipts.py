@@ -41,7 +41,9 @@ Reading
 * `get()` / `proof()` need `receipt.read` on `endpoint:<endpoint>` and must be the receipt's
   principal unless they hold `audit.read`; an unknown id and someone else's receipt are the
   same `NotFound` (`serving.receipt_not_found`), so ids cannot be probed. A receipt that is not
-  yet sequenced is `Conflict` (`serving.receipt_pending`): retry shortly.
+  yet sequenced is `Conflict` (`serving.receipt_pending`): retry shortly. One older than the
+  prediction-log retention (`prediction_retention_days`) is `NotFound`
+  (`serving.receipt_expired`): its body is gone, its leaf hash stays in the tree.
 * `proof()` returns a self-contained JSON bundle: the receipt, its leaf index and hash, an RFC
   9162 inclusion proof against the newest signed checkpoint, the checkpoint (a C2SP signed
   note), the origin and the log's verifier key (informational only).
@@ -775,7 +777,9 @@ class ReceiptLog:
 
         Raises `PermissionDenied` without `receipt.read` (on `endpoint:<its endpoint>` for a
         scoped token) and `NotFound` (`serving.receipt_not_found`) for an unknown id or
-        another principal's receipt (unless the caller holds `audit.read`).
+        another principal's receipt (unless the caller holds `audit.read`); `NotFound`
+        (`serving.receipt_expired`) for a receipt the retention emptied (its principal is
+        emptied too, so only `audit.read` holders learn that it existed).
         """
         self.require_read(caller)
         with self._cond:
@@ -798,6 +802,14 @@ class ReceiptLog:
             raise _not_found()
         endpoint, principal, body, index = row
         self._authorize(caller, endpoint, principal)
+        if not body:
+            # Emptied by the prediction-log retention (`bastion.privacy.retention`): the leaf
+            # stays in the tree, but there is no receipt left to show or prove.
+            raise NotFound(
+                "the receipt is past the prediction-log retention: its body was removed (its "
+                "leaf hash stays in the log)",
+                code="serving.receipt_expired",
+            )
         return StoredReceipt(json.loads(bytes(body)), None if index is None else int(index))
 
     def proof(self, caller: Caller, request_id: str) -> dict[str, Any]:
