@@ -51,7 +51,10 @@ from bastion.monitoring.monitor import Monitor, MonitorConfig
 from bastion.monitoring.slo import SloSpec, SloTracker
 from bastion.monitoring.windows import WindowConfig, Windows
 from bastion.policy import PolicyService
+from bastion.privacy.budget import PrivacyBudgetService
 from bastion.privacy.retention import RetentionService
+from bastion.privacy.risk import ReidentificationService
+from bastion.privacy.scan import DatasetScanService
 from bastion.privacy.tokens import Tokenizer
 from bastion.registry import (
     ApprovalService,
@@ -110,6 +113,9 @@ class Platform:
     deployments: DeploymentService
     receipts: ReceiptLog
     incidents: IncidentService
+    privacy_budgets: PrivacyBudgetService
+    privacy_scan: DatasetScanService
+    privacy_risk: ReidentificationService
     retention: RetentionService
     tokenizer: Tokenizer
 
@@ -286,6 +292,30 @@ class Platform:
                 checkpoint=lambda: ledger.latest_checkpoint().note,
                 clock=clock,
                 config=_monitoring_config(settings),
+            ),
+            privacy_budgets=PrivacyBudgetService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                policy=policy,
+                clock=clock,
+                blobs=blobs,
+            ),
+            privacy_scan=DatasetScanService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                blobs=blobs,
+                clock=clock,
+                min_score=settings.pii_min_score,
+            ),
+            privacy_risk=ReidentificationService(
+                database=database,
+                audit=audit,
+                authorizer=authorizer,
+                blobs=blobs,
+                policy=policy,
+                clock=clock,
             ),
             retention=RetentionService(
                 database=database,

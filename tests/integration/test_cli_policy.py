@@ -111,6 +111,10 @@ def test_a_release_from_the_command_line(
     )
     assert attested.code == 0, attested.err
     assert "verified" in attested.out
+    audited = tmp_path / "mia.json"  # confidential lineage: a membership-inference audit too
+    audited.write_text(json.dumps({"auc_upper": 0.55}))
+    mia = "https://bastion.dev/attestations/membership-inference/v1"
+    assert cli("attest", "scorer", "1", "--type", mia, "--file", str(audited), token=dev).code == 0
     assert cli("approve", "scorer", "1", "--comment", "fine", token=dev).code == 3  # no role
     assert cli("approve", "scorer", "1", token=a1).code == 0
     again = cli("approve", "scorer", "1", token=a1)

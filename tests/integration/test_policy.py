@@ -38,6 +38,7 @@ from bastion.supplychain.signing import load_public_key_pem
 from support import MakeActor
 
 VALIDATION = "https://bastion.dev/attestations/validation/v1"
+MIA = "https://bastion.dev/attestations/membership-inference/v1"
 CSV = b"age,income,approved\n34,52000,1\n51,61000,0\n"
 DEPLOYMENT = {"deployment": {"endpoint": "fraud", "kind": "stable", "weight": 100}}
 
@@ -90,6 +91,8 @@ class World:
         self.platform.attestations.attest(
             self.dev, "scorer", number, VALIDATION, {"passed": True, "auc": 0.91}
         )
+        # Confidential and restricted lineage also needs a passing membership-inference audit.
+        self.platform.attestations.attest(self.dev, "scorer", number, MIA, {"auc_upper": 0.55})
         for approver in self.approvers[:approvals]:
             self.platform.approvals.approve(approver, "scorer", number, comment="ok")
 
@@ -528,6 +531,7 @@ def test_one_principal_with_every_non_admin_role_cannot_release_alone(
     number = world.version()
     world.platform.signatures.sign(solo, "scorer", number)
     world.platform.attestations.attest(solo, "scorer", number, VALIDATION, {"passed": True})
+    world.platform.attestations.attest(solo, "scorer", number, MIA, {"auc_upper": 0.55})
     with pytest.raises(PolicyDenied):
         world.platform.approvals.approve(solo, "scorer", number)
     with pytest.raises(PolicyDenied):
@@ -593,6 +597,15 @@ def test_the_documented_examples_have_the_shapes_bastion_builds(world: World) ->
     platform.models.set_alias(world.dev, "scorer", "champion", number)
     platform.models.set_status(world.dev, "scorer", world.version(), "deprecated")
     platform.policy.apply(world.admin, _bundle_with(platform, world.admin))
+    platform.privacy_budgets.set_budget(world.steward, "loans", 1.0, 1e-6)
+    platform.privacy_budgets.spend(
+        world.steward, "loans", 0.5, 0.0, mechanism="m", purpose="shape", subject="model:x"
+    )
+    platform.privacy_risk.measure(
+        world.steward, "loans", quasi_identifiers=["age"], sensitive=["approved"]
+    )
+    # Same level: allowed without k, yet it carries the measured report the example shows.
+    platform.privacy_risk.release_check(world.steward, "loans", "confidential", "shape")
     real = {
         g: _recorded_input(platform, g)
         for g in GATES

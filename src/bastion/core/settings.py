@@ -131,9 +131,6 @@ class Settings(BaseSettings):
     pii_min_score: float = Field(
         default=0.5, ge=0, le=1, description="Lowest recognizer score that counts as PII"
     )
-    privacy_k_min: int = Field(
-        default=5, ge=1, le=1_000_000, description="k-anonymity data must reach to be released"
-    )
     retention_check_seconds: float = Field(
         default=3600,
         ge=0,

@@ -33,7 +33,9 @@ GATES: tuple[str, ...] = (
     "deploy",
     "rollout",
     "retention",
+    "privacy_budget",
     "version_status",
+    "data_release",
     "policy_change",
 )
 RESERVED_PACKAGE = "bastion_engine"

@@ -67,9 +67,10 @@ def test_the_denied_example_is_denied_for_each_documented_reason(policy: Compile
         "needs an approval by a data-steward",
         "validation attestation",
         "purpose limitation",
+        "needs a verified membership-inference attestation",
     ):
         assert needle in text
-    assert len(decision.reasons) == 6
+    assert len(decision.reasons) == 7
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "deploy-denied"])

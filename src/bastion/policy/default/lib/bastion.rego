@@ -91,6 +91,33 @@ attestation_problems contains msg if {
 	])
 }
 
+# -- membership-inference audit ------------------------------------------------------------
+#
+# A version whose lineage holds data of a classification in config.privacy.mia_required
+# needs a verified membership-inference attestation (bastion privacy audit) for this artifact
+# digest whose worst attack's AUC upper bound (predicate.auc_upper) is at most
+# config.privacy.mia_auc_max. Fail closed: a missing or non-numeric bound does not count.
+
+mia_attested if {
+	some a in version.attestations
+	a.type == config.privacy.mia_attestation
+	a.verified == true
+	a.subject_digest == version.artifact_digest
+	is_number(a.predicate.auc_upper)
+	a.predicate.auc_upper <= config.privacy.mia_auc_max
+}
+
+privacy_problems contains msg if {
+	classification in config.privacy.mia_required
+	not mia_attested
+	msg := concat("", [
+		version_label, " was trained on ", classification,
+		" data and needs a verified membership-inference attestation (",
+		config.privacy.mia_attestation, ") for this artifact digest with auc_upper <= ",
+		sprintf("%v", [config.privacy.mia_auc_max]), "; run bastion privacy audit",
+	])
+}
+
 # -- approval quorum ----------------------------------------------------------------------
 
 rank := {"public": 1, "internal": 2, "confidential": 3, "restricted": 4}
@@ -159,4 +186,4 @@ missing(names) := {n | some n in names; not is_object(input[n])}
 shape_problems(names) := {msg | some n in missing(names); msg := concat("", ["the input has no ", n, " object"])}
 
 # Everything deploy requires, shared with alias promotion.
-release_problems := ((((scan_problems | signature_problems) | status_problems) | lineage_problems) | attestation_problems) | quorum_problems
+release_problems := (((((scan_problems | signature_problems) | status_problems) | lineage_problems) | attestation_problems) | privacy_problems) | quorum_problems

@@ -44,14 +44,23 @@ attestation := {
 	"created_by": author, "created_at": "2026-12-01T09:00:00+00:00",
 }
 
-# A confidential-data version with two valid approvals: deployable.
+mia := "https://bastion.dev/attestations/membership-inference/v1"
+
+# A passing membership-inference audit of the artifact (worst attack's AUC upper bound 0.55).
+mia_attestation := {
+	"id": "att_2", "type": mia, "subject_digest": digest, "predicate": {"auc_upper": 0.55},
+	"signer": {"team": "bastion", "key_fingerprint": "sha256:k"}, "verified": true,
+	"created_by": author, "created_at": "2026-12-01T09:30:00+00:00",
+}
+
+# A confidential-data version with two valid approvals and both audits: deployable.
 version := {
 	"id": "mv_1", "number": 3, "artifact_digest": digest, "format": "onnx",
 	"status": "registered", "author": author, "created_at": "2026-12-01T08:00:00+00:00",
 	"scan": {"clean": true, "allowlist_version": "2026.12.2", "findings": 0},
 	"mlbom_digest": other_digest,
 	"signature": {"signed": true, "verified": true, "signers": [{"team": "bastion", "key_fingerprint": "sha256:k"}], "problems": []},
-	"attestations": [attestation],
+	"attestations": [attestation, mia_attestation],
 	"approvals": [approval("prn_a1", ["approver"]), approval("prn_a2", ["approver"])],
 	"lineage": [{"role": "training", "dataset": dataset("confidential")}],
 }
