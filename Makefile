@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/rollback.py
 	$(BIN)/python bench/monitoring.py
 	$(BIN)/python bench/monitoring_batch.py
+	$(BIN)/python bench/privacy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
