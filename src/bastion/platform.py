@@ -55,6 +55,7 @@ from bastion.privacy.budget import PrivacyBudgetService
 from bastion.privacy.retention import RetentionService
 from bastion.privacy.risk import ReidentificationService
 from bastion.privacy.scan import DatasetScanService
+from bastion.privacy.stats import DpStatistics
 from bastion.privacy.tokens import Tokenizer
 from bastion.registry import (
     ApprovalService,
@@ -114,6 +115,7 @@ class Platform:
     receipts: ReceiptLog
     incidents: IncidentService
     privacy_budgets: PrivacyBudgetService
+    privacy_stats: DpStatistics
     privacy_scan: DatasetScanService
     privacy_risk: ReidentificationService
     retention: RetentionService
@@ -222,6 +224,14 @@ class Platform:
             policy=policy,
         )
         gates = GateChecks(database=database, authorizer=authorizer, policy=policy, clock=clock)
+        budgets = PrivacyBudgetService(
+            database=database,
+            audit=audit,
+            authorizer=authorizer,
+            policy=policy,
+            clock=clock,
+            blobs=blobs,
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -293,14 +303,8 @@ class Platform:
                 clock=clock,
                 config=_monitoring_config(settings),
             ),
-            privacy_budgets=PrivacyBudgetService(
-                database=database,
-                audit=audit,
-                authorizer=authorizer,
-                policy=policy,
-                clock=clock,
-                blobs=blobs,
-            ),
+            privacy_budgets=budgets,
+            privacy_stats=DpStatistics(budgets=budgets),
             privacy_scan=DatasetScanService(
                 database=database,
                 audit=audit,

@@ -1,14 +1,21 @@
 """`bastion privacy …`, `bastion data …`, `bastion retention …`: the privacy command groups.
 
 Each group's commands live in their own module (`privacy_pii`, `privacy_risk`, `privacy_dp`,
-`data_tokens`, `retention`), which adds them to the group here.
+`privacy_stats`, `data_tokens`, `retention`), which adds them to the group here.
 """
 
 from __future__ import annotations
 
 import typer
 
-from bastion.cli import data_tokens, privacy_dp, privacy_pii, privacy_risk, retention
+from bastion.cli import (
+    data_tokens,
+    privacy_dp,
+    privacy_pii,
+    privacy_risk,
+    privacy_stats,
+    retention,
+)
 
 privacy_app = typer.Typer(
     help="Privacy: redact PII, scan datasets, re-identification risk, DP training and "
@@ -28,6 +35,7 @@ def register(app: typer.Typer) -> None:
     privacy_pii.register(privacy_app)
     privacy_risk.register(privacy_app)
     privacy_dp.register(privacy_app)
+    privacy_stats.register(privacy_app)
     data_tokens.register(data_app)
     retention.register(retention_app)
     app.add_typer(privacy_app, name="privacy")
