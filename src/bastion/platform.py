@@ -78,6 +78,7 @@ from bastion.store.blobs import open_blob_store
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.supplychain.scan import AllowList
+from bastion.workflows import PrivateModels
 
 LEDGER_KEY = "ledger-signing-key"
 TOKEN_PEPPER = "api-token-pepper"  # noqa: S105 - the key's name in the key store
@@ -116,6 +117,7 @@ class Platform:
     incidents: IncidentService
     privacy_budgets: PrivacyBudgetService
     privacy_stats: DpStatistics
+    private_models: PrivateModels
     privacy_scan: DatasetScanService
     privacy_risk: ReidentificationService
     retention: RetentionService
@@ -232,6 +234,23 @@ class Platform:
             clock=clock,
             blobs=blobs,
         )
+        datasets = DatasetService(
+            database=database,
+            audit=audit,
+            authorizer=authorizer,
+            blobs=blobs,
+            staging=staging,
+            clock=clock,
+            max_bytes=settings.max_dataset_bytes,
+            policy=policy,
+        )
+        attestations = AttestationService(
+            database=database,
+            audit=audit,
+            authorizer=authorizer,
+            clock=clock,
+            signing_seed=signing_seed,
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -247,16 +266,7 @@ class Platform:
             keys=KeyAdmin(keystore=keystore, database=database, audit=audit, authorizer=authorizer),
             ledger=ledger,
             staging=staging,
-            datasets=DatasetService(
-                database=database,
-                audit=audit,
-                authorizer=authorizer,
-                blobs=blobs,
-                staging=staging,
-                clock=clock,
-                max_bytes=settings.max_dataset_bytes,
-                policy=policy,
-            ),
+            datasets=datasets,
             models=models,
             signatures=SignatureService(
                 database=database,
@@ -278,13 +288,7 @@ class Platform:
                 clock=clock,
                 ttl=timedelta(days=settings.approval_ttl_days),
             ),
-            attestations=AttestationService(
-                database=database,
-                audit=audit,
-                authorizer=authorizer,
-                clock=clock,
-                signing_seed=signing_seed,
-            ),
+            attestations=attestations,
             deployments=DeploymentService(
                 database=database,
                 audit=audit,
@@ -305,6 +309,16 @@ class Platform:
             ),
             privacy_budgets=budgets,
             privacy_stats=DpStatistics(budgets=budgets),
+            private_models=PrivateModels(
+                authorizer=authorizer,
+                privacy_budgets=budgets,
+                datasets=datasets,
+                models=models,
+                staging=staging,
+                attestations=attestations,
+                allowlist=models.allowlist,
+                max_serving_bytes=settings.max_serving_bytes,
+            ),
             privacy_scan=DatasetScanService(
                 database=database,
                 audit=audit,
