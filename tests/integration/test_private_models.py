@@ -18,9 +18,10 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from bastion.core import ManualClock
-from bastion.core.errors import Conflict, InvalidInput
+from bastion.core.errors import Conflict, InvalidInput, NotFound
 from bastion.identity import Caller, Role
 from bastion.platform import Platform
+from bastion.policy import PolicyDenied
 from bastion.privacy.dp import holdout_split
 from bastion.workflows import MAX_AUDIT_FILE_BYTES, TrainResult
 from support import MakeActor
@@ -176,3 +177,24 @@ def test_an_audit_of_a_version_whose_training_data_is_deleted_is_refused(
         )
     assert refused.value.code == "privacy.data_deleted"
     assert list(_attestations(platform, trained.dev)) == [DP]
+
+
+def test_what_registration_would_refuse_is_refused_before_the_spend(
+    platform: Platform, trained: Trained
+) -> None:
+    """A purpose the dataset does not allow (a new model) is refused by the dry run of the
+    model_register gate: no ε spent, no model made, and the same for an existing model."""
+    with pytest.raises(PolicyDenied) as denied:
+        platform.private_models.train(
+            trained.dev, dataset="cancer", target="label", epsilon=0.5, name="cancer-ads",
+            purpose="advertising",
+        )  # fmt: skip
+    assert any("purpose limitation" in r for r in denied.value.decision.reasons)
+    assert platform.privacy_budgets.status(trained.dev, "cancer").epsilon_spent == EPSILON
+    with pytest.raises(NotFound):
+        platform.models.get(trained.dev, "cancer-ads")
+    # The real registration agrees with the dry run: the trained model's second version passes.
+    again = platform.private_models.train(
+        trained.dev, dataset="cancer", target="label", epsilon=0.5, name="cancer-dp"
+    )
+    assert again.version == 2

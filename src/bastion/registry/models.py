@@ -41,10 +41,10 @@ from bastion.core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
-from bastion.policy import PolicyService
+from bastion.policy import PolicyDenied, PolicyService
 from bastion.registry.contract import InputContract, derive_from_csv
 from bastion.registry.datasets import _tags, find_dataset
-from bastion.registry.gates import gate_version
+from bastion.registry.gates import dataset_doc, gate_version, iso, model_doc, principal_ref
 from bastion.registry.openlineage import LineageRun
 from bastion.registry.profile import ReferenceProfile
 from bastion.registry.records import (
@@ -245,6 +245,84 @@ class ModelService:
             raise
         self._staging.discard(upload_id)
         return version
+
+    def preflight_register(
+        self,
+        caller: Caller,
+        name: str,
+        datasets: Sequence[DatasetRef],
+        *,
+        create: ModelSpec | None = None,
+    ) -> None:
+        """Would a clean, unsigned upload with this lineage become version N+1 of `name`?
+
+        A dry run of the `model_register` gate (recorded nowhere, like `bastion policy
+        check`) on the version as it would be stored — the model as it is (or as `create`
+        would make it), the lineage resolved now, a clean scan, no signature, attestations or
+        approvals — for flows that must refuse *before* an irreversible step, such as spending
+        a privacy budget. Registration still passes the real gate. Raises `PermissionDenied`,
+        `NotFound` (`registry.model_not_found` without `create`, unknown datasets),
+        `InvalidInput`, `PolicyDenied` with the gate's reasons.
+        """
+        self._authz.authorize(caller, Permission.MODEL_WRITE)
+        check_name(name, "model")
+        now = self._clock.now()
+        with self._db.read() as session:
+            model = session.scalars(sa.select(ModelRow).where(ModelRow.name == name)).first()
+            if model is None:
+                if create is None:
+                    raise NotFound(f"no model {name}", code="registry.model_not_found")
+                if create.purpose is not None:
+                    check_name(create.purpose, "purpose")
+                model_fields = {
+                    "id": None,
+                    "name": name,
+                    "owner": create.owner or caller.name,
+                    "custodian": create.custodian,
+                    "purpose": create.purpose,
+                    "intended_use": create.intended_use,
+                }
+                number = 1
+            else:
+                model_fields = model_doc(model)
+                number = (
+                    session.scalar(
+                        sa.select(sa.func.max(ModelVersionRow.version)).where(
+                            ModelVersionRow.model_id == model.id
+                        )
+                    )
+                    or 0
+                ) + 1
+            lineage = [
+                {"role": role.value, "dataset": dataset_doc(d, now)}
+                for d, role in self._resolve_lineage(session, datasets)
+            ]
+            version = {
+                "id": None,
+                "number": number,
+                "artifact_digest": None,
+                "format": None,
+                "status": VersionStatus.REGISTERED.value,
+                "author": principal_ref(session, caller.principal_id),
+                "created_at": iso(now),
+                "scan": {"clean": True, "allowlist_version": None, "findings": 0},
+                "mlbom_digest": None,
+                "signature": {
+                    "signed": False,
+                    "verified": False,
+                    "signers": [],
+                    "problems": ["the version is not signed"],
+                },
+                "attestations": [],
+                "approvals": [],
+                "lineage": lineage,
+            }
+        document = self._policy.envelope(
+            "model_register", caller, model=model_fields, version=version
+        )
+        decision = self._policy.evaluate("model_register", document)
+        if not decision.allow:
+            raise PolicyDenied(decision)
 
     def _scan(self, caller: Caller, name: str, tree: StagedTree) -> ScanReport:
         report = Scanner(self.allowlist).scan_path(tree.root)

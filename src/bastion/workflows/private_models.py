@@ -15,7 +15,10 @@ that a crashed run's ε stays spent, which errs on the side of the people in the
    ranges the registry publishes anyway, but which ε then does not cover (said in the result
    and the attestation);
 2. check the caller may register and attest, split off a stratified holdout (`holdout`,
-   `seed`; the split is not private, the noise is drawn from the OS's secure generator);
+   `seed`; the split is not private, the noise is drawn from the OS's secure generator), and
+   dry-run the `model_register` gate on the version-to-be (`ModelService.preflight_register`:
+   purpose limitation, retention, a bundle's own rules), so what registration would refuse
+   is refused before anything is spent;
 3. spend (ε, δ) from the dataset's budget (`privacy_budget` gate, atomic);
 4. train the DP model and a non-DP baseline on the same split (accuracies on the holdout are
    computed on private rows and are not covered by ε: they are for the trainer, who has data
@@ -269,6 +272,10 @@ class PrivateModels:
         y = _label_values(labels)
         train_rows, test_rows = dp.holdout_split(y, holdout, seed)
         cost_epsilon, cost_delta = dp.dp_cost(model, epsilon, delta)
+        lineage = (DatasetRef(data.name, data.version, LineageRole.TRAINING),)
+        # The spend cannot be undone: refuse first what registration would refuse (purpose
+        # limitation, retention, a custom bundle's rules), by a dry run of its gate.
+        self._models.preflight_register(caller, name, lineage, create=ModelSpec(purpose=purpose))
         spend = self._budgets.spend(
             caller,
             data.name,
@@ -295,7 +302,7 @@ class PrivateModels:
         version = self._register_estimator(
             caller, name, result.estimator,
             VersionSpec(
-                datasets=(DatasetRef(data.name, data.version, LineageRole.TRAINING),),
+                datasets=lineage,
                 description=description or f"DP {model} (ε={result.epsilon:g}) on {data.ref}",
                 metrics=scores,
                 parameters={
