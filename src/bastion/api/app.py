@@ -15,6 +15,7 @@ from bastion.api.middleware import EdgeMiddleware
 from bastion.api.prediction import PredictionFastPath
 from bastion.api.routes import audit, auth, deploy, gateway, health, keys, policy, registry
 from bastion.api.routes import monitoring as monitoring_routes
+from bastion.api.routes import privacy as privacy_routes
 from bastion.api.routes import privacy_tokens as privacy_token_routes
 from bastion.api.routes import receipts as receipt_routes
 from bastion.platform import Platform
@@ -60,6 +61,7 @@ def create_app(platform: Platform, *, serving: bool = True) -> FastAPI:
     app.include_router(receipt_routes.router)
     app.include_router(monitoring_routes.router)
     app.include_router(privacy_token_routes.router)
+    app.include_router(privacy_routes.router)
     _document_security(app)
     _check_routes(app)
     app.add_middleware(PredictionFastPath, runtime=runtime)
