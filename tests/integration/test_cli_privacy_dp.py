@@ -278,7 +278,7 @@ def test_training_refuses_what_it_cannot_make_private_before_spending(
         (("--dataset", "people", "--target", "nope", "--name", "people-dp", "--epsilon", "1"),
          "contract.bad_data"),
         (("--dataset", "ghost", "--target", "label", "--name", "people-dp", "--epsilon", "1"),
-         "privacy.dataset_not_found"),
+         "registry.dataset_not_found"),
     ]  # fmt: skip
     for args, code in cases:
         done = _train(cli, tokens["dev"], *args)

@@ -117,7 +117,7 @@ def test_retention_refusals(cli: Any, admin_token: str) -> None:
     assert "retention.bad_ref" in bad.err
     missing = cli("retention", "hold", "loans", "--reason", "x", token=steward)
     assert missing.code == 4
-    assert "retention.dataset_not_found" in missing.err
+    assert "registry.dataset_not_found" in missing.err
     empty = cli("retention", "hold", "loans", "--reason", " ", token=steward)
     assert empty.code == 2
     assert "retention.bad_reason" in empty.err

@@ -171,10 +171,13 @@ def test_budget_rules(platform: Platform, steward: Caller, dev: Caller) -> None:
         platform.privacy_budgets.set_budget(dev, "loans", 1.0, 0.0)
     with pytest.raises(NotFound) as unknown:
         platform.privacy_budgets.set_budget(steward, "nope", 1.0, 0.0)
-    assert unknown.value.code == "privacy.dataset_not_found"
+    assert unknown.value.code == "registry.dataset_not_found"
     with pytest.raises(NotFound) as none:
         platform.privacy_budgets.status(dev, "loans")
     assert none.value.code == "privacy.no_budget"
+    with pytest.raises(NotFound) as missing:  # an unknown dataset is not one without a budget
+        platform.privacy_budgets.status(dev, "nope")
+    assert missing.value.code == "registry.dataset_not_found"
     with pytest.raises(InvalidInput):
         platform.privacy_budgets.set_budget(steward, "loans", 0.0, 0.0)
     with pytest.raises(InvalidInput, match="resolution"):  # a total rounds down, to nothing

@@ -326,7 +326,7 @@ def test_hold_covers_every_active_version_and_refuses_what_makes_no_sense(
     retention = platform.retention
     with pytest.raises(NotFound) as unknown:
         retention.hold(steward, "nope", reason="x")
-    assert unknown.value.code == "retention.dataset_not_found"
+    assert unknown.value.code == "registry.dataset_not_found"
     for bad in ("", "   ", "x" * 501, "line\nbreak"):
         with pytest.raises(InvalidInput) as refused:
             retention.hold(steward, "loans", reason=bad)

@@ -46,6 +46,7 @@ from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyService
+from bastion.store.datasets import find_dataset
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import DatasetRow, PrivacyBudgetRow, PrivacySpendRow
@@ -133,7 +134,7 @@ class PrivacyBudgetService:
         """Set (or change) the total budget of dataset `dataset` (every version of the name).
 
         Needs `privacy.manage`. A total may not go below what is already spent
-        (`privacy.budget_below_spent`). Raises `NotFound` (`privacy.dataset_not_found`) for an
+        (`privacy.budget_below_spent`). Raises `NotFound` (`registry.dataset_not_found`) for an
         unknown dataset, `InvalidInput` (`privacy.bad_amount`) for an amount out of range.
         """
         self._authz.authorize(caller, Permission.PRIVACY_MANAGE)
@@ -190,11 +191,13 @@ class PrivacyBudgetService:
             return _budget(session, row)
 
     def status(self, caller: Caller, dataset: str) -> Budget:
-        """The budget of `dataset`; `NotFound` (`privacy.no_budget`) when none is set."""
+        """The budget of `dataset`; `NotFound` (`registry.dataset_not_found` for an unknown
+        dataset, `privacy.no_budget` when none is set)."""
         self._authz.authorize(caller, Permission.DATASET_READ)
         with self._db.read() as session:
             row = session.get(PrivacyBudgetRow, dataset)
             if row is None:
+                _latest_dataset(session, dataset)
                 raise NotFound(
                     f"no privacy budget is set for dataset {dataset}", code="privacy.no_budget"
                 )
@@ -231,7 +234,7 @@ class PrivacyBudgetService:
         `PolicyDenied` (`policy.denied`, recorded) when the `privacy_budget` gate refuses —
         the default bundle refuses when no budget is set or when the sum would exceed it —,
         `Conflict` (`privacy.budget_exceeded`, `privacy.no_budget`) if a bundle allowed what
-        the ledger cannot hold, `NotFound` (`privacy.dataset_not_found`), `InvalidInput`
+        the ledger cannot hold, `NotFound` (`registry.dataset_not_found`), `InvalidInput`
         (`privacy.bad_amount`, `privacy.bad_text`). Nothing is spent unless all of it commits.
         """
         self._authz.authorize(caller, Permission.DATASET_READ)
@@ -330,7 +333,7 @@ class PrivacyBudgetService:
         """The plaintext of a stored dataset version (the newest when `version` is None), for
         a DP run. Needs `dataset.read`; the read is a ledger entry (`privacy.dataset.read`).
 
-        Raises `NotFound` (`privacy.dataset_not_found`), `Conflict` (`privacy.data_deleted`
+        Raises `NotFound` (`registry.dataset_not_found`), `Conflict` (`privacy.data_deleted`
         for a deleted or otherwise inactive version, `privacy.not_stored` when only a digest
         is registered), and whatever the sealed store raises for a shredded key.
         """
@@ -430,16 +433,7 @@ def _latest_dataset(session: Session, name: str) -> DatasetRow:
 
 
 def _dataset(session: Session, name: str, version: int | None) -> DatasetRow:
-    query = sa.select(DatasetRow).where(DatasetRow.name == name)
-    if version is None:
-        query = query.order_by(DatasetRow.version.desc()).limit(1)
-    else:
-        query = query.where(DatasetRow.version == version)
-    row = session.scalars(query).first()
-    if row is None:
-        ref = name if version is None else f"{name}@{version}"
-        raise NotFound(f"no dataset {ref}", code="privacy.dataset_not_found")
-    return row
+    return find_dataset(session, name, version)
 
 
 def _budget_doc(row: PrivacyBudgetRow | None) -> dict[str, Any] | None:

@@ -91,6 +91,7 @@ from bastion.crypto.keystore import KeyStore, ShredRecord
 from bastion.identity import Authorizer, Caller, Permission, Role
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyDenied, PolicyService, rfc3339
+from bastion.store.datasets import dataset_doc
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import (
@@ -639,7 +640,7 @@ class RetentionService:
         legal hold: it will not be deleted until released. Needs `privacy.manage`; passes the
         `retention` gate (`set_legal_hold`); ledgered with the reason.
 
-        Raises `NotFound` (`retention.dataset_not_found`), `Conflict`
+        Raises `NotFound` (`registry.dataset_not_found`), `Conflict`
         (`retention.already_held`, `retention.not_active` for a deleted or deleting version),
         `InvalidInput` (`retention.bad_reason`), `PolicyDenied`.
         """
@@ -668,7 +669,7 @@ class RetentionService:
             rows = session.scalars(query.order_by(DatasetRow.version).with_for_update()).all()
             if not rows:
                 ref = name if version is None else f"{name}@{version}"
-                raise NotFound(f"no dataset {ref}", code="retention.dataset_not_found")
+                raise NotFound(f"no dataset {ref}", code="registry.dataset_not_found")
             active = [r for r in rows if r.status == ACTIVE]
             if not active:
                 raise Conflict(
@@ -971,25 +972,6 @@ class RetentionService:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def dataset_doc(row: DatasetRow, now: datetime) -> dict[str, Any]:
-    """The policy input's `dataset` object (docs/policy.md), as the registry builds it."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "version": row.version,
-        "digest": row.digest,
-        "classification": row.classification,
-        "purposes": list(row.purposes),
-        "owner": row.owner,
-        "retention_days": row.retention_days,
-        "expires_at": _iso(row.expires_at),
-        "expired": row.expires_at is not None and row.expires_at <= now,
-        "legal_hold": bool(row.legal_hold),
-        "source": row.source,
-        "status": row.status,
-    }
 
 
 def check_reason(reason: str) -> str:

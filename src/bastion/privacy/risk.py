@@ -46,7 +46,8 @@ from bastion.core.errors import InvalidInput, NotFound, TooLarge
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyDenied, PolicyService
-from bastion.privacy.scan import LEVELS, find_dataset, is_gone, not_scannable, open_dataset_csv
+from bastion.privacy.scan import LEVELS, is_gone, not_scannable, open_dataset_csv
+from bastion.store.datasets import find_dataset
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import DatasetRow

@@ -45,14 +45,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol, cast
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
 import bastion
 from bastion.core.clock import Clock
 from bastion.core.errors import BastionError, InvalidInput, NotFound
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
+from bastion.store.datasets import find_dataset
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import DatasetRow
@@ -377,25 +375,6 @@ def open_dataset_csv(blobs: SealedBlobStore, row: DatasetRow) -> Iterator[CsvTab
         raise
     finally:
         text.close()
-
-
-def find_dataset(
-    session: Session, name: str, version: int | None, *, lock: bool = False
-) -> DatasetRow:
-    """The dataset version `name@version` (latest when None). Raises `NotFound`
-    (`registry.dataset_not_found`, the registry's code for the same miss)."""
-    query = sa.select(DatasetRow).where(DatasetRow.name == name)
-    if version is None:
-        query = query.order_by(DatasetRow.version.desc()).limit(1)
-    else:
-        query = query.where(DatasetRow.version == version)
-    if lock:
-        query = query.with_for_update()
-    row = session.scalars(query).first()
-    if row is None:
-        ref = name if version is None else f"{name}@{version}"
-        raise NotFound(f"no dataset {ref}", code="registry.dataset_not_found")
-    return row
 
 
 # -- the scan ------------------------------------------------------------------------------

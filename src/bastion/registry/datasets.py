@@ -25,7 +25,6 @@ from bastion.core.ids import new_id
 from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyService
-from bastion.registry.gates import dataset_doc
 from bastion.registry.records import (
     Classification,
     Dataset,
@@ -37,6 +36,7 @@ from bastion.registry.records import (
     classification,
 )
 from bastion.registry.staging import Staging
+from bastion.store.datasets import dataset_doc, find_dataset
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import DatasetRow, RegistryTagRow
@@ -276,19 +276,6 @@ class DatasetService:
             if name is not None and not rows:
                 raise NotFound(f"no dataset {name}", code="registry.dataset_not_found")
             return [dataset_record(r, _tags(session, r.id)) for r in rows]
-
-
-def find_dataset(session: Session, name: str, version: int | None) -> DatasetRow:
-    query = sa.select(DatasetRow).where(DatasetRow.name == name)
-    if version is None:
-        query = query.order_by(DatasetRow.version.desc()).limit(1)
-    else:
-        query = query.where(DatasetRow.version == version)
-    row = session.scalars(query).first()
-    if row is None:
-        ref = name if version is None else f"{name}@{version}"
-        raise NotFound(f"no dataset {ref}", code="registry.dataset_not_found")
-    return row
 
 
 def dataset_record(row: DatasetRow, tags: Mapping[str, str]) -> Dataset:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from bastion.identity import Caller
 from bastion.policy import PolicyService, rfc3339
+from bastion.store.datasets import dataset_doc
 from bastion.store.tables import (
     ApprovalRow,
     ArtifactFileRow,
@@ -49,24 +50,6 @@ from bastion.supplychain.signing import (
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment)
-
-
-def dataset_doc(row: DatasetRow, now: datetime) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "version": row.version,
-        "digest": row.digest,
-        "classification": row.classification,
-        "purposes": list(row.purposes),
-        "owner": row.owner,
-        "retention_days": row.retention_days,
-        "expires_at": iso(row.expires_at),
-        "expired": row.expires_at is not None and row.expires_at <= now,
-        "legal_hold": bool(row.legal_hold),
-        "source": row.source,
-        "status": row.status,
-    }
 
 
 def model_doc(row: ModelRow) -> dict[str, Any]:

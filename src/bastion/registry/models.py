@@ -43,8 +43,8 @@ from bastion.identity import Authorizer, Caller, Permission
 from bastion.ledger import AuditLog
 from bastion.policy import PolicyDenied, PolicyService
 from bastion.registry.contract import InputContract, derive_from_csv
-from bastion.registry.datasets import _tags, find_dataset
-from bastion.registry.gates import dataset_doc, gate_version, iso, model_doc, principal_ref
+from bastion.registry.datasets import _tags
+from bastion.registry.gates import gate_version, iso, model_doc, principal_ref
 from bastion.registry.openlineage import LineageRun
 from bastion.registry.profile import ReferenceProfile
 from bastion.registry.records import (
@@ -66,6 +66,7 @@ from bastion.registry.records import (
 )
 from bastion.registry.reference import profile_from_csv
 from bastion.registry.staging import StagedTree, Staging
+from bastion.store.datasets import dataset_doc, find_dataset
 from bastion.store.db import Database
 from bastion.store.sealed import SealedBlobStore
 from bastion.store.tables import (
