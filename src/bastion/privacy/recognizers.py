@@ -458,6 +458,10 @@ _IP_PATTERNS = (
 )
 
 
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
+
+
 class IpAddressRecognizer(FastPatterns, IpRecognizer):
     """Presidio's IPv4/IPv6 patterns (validated by `ipaddress`); an IPv4 address must not be
     part of a longer dotted run of numbers (`1.2.3.4.5`); loopback and unspecified addresses
@@ -481,7 +485,13 @@ class IpAddressRecognizer(FastPatterns, IpRecognizer):
 
     def invalidate_result(self, pattern_text: str) -> bool:
         """Presidio's check (`ipaddress` must parse it), and loopback and unspecified addresses
-        (127.0.0.1, ::1, 0.0.0.0) are no one's: a server's own bind address stays readable."""
+        (127.0.0.1, ::1, 0.0.0.0) are no one's: a server's own bind address stays readable.
+
+        A plain dotted quad (the common case, and most of a column of addresses) is decided
+        without `ipaddress`, which parsed each one twice: `_IPV4` accepts exactly what
+        `ipaddress` accepts (octets 0-255, no leading zeros)."""
+        if _IPV4.fullmatch(pattern_text):
+            return pattern_text.startswith("127.") or pattern_text == "0.0.0.0"  # noqa: S104 (compared, not bound)
         if super().invalidate_result(pattern_text):
             return True
         address = ipaddress.ip_interface(pattern_text).ip

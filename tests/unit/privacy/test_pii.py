@@ -943,3 +943,22 @@ def test_presidios_default_registry_still_loads_beside_ours() -> None:
     assert {"EmailRecognizer", "CreditCardRecognizer", "IbanRecognizer"} <= {
         type(r).__name__ for r in registry.recognizers
     }
+
+
+@given(
+    st.lists(
+        st.integers(min_value=0, max_value=999).map(str) | st.sampled_from(["00", "01", "010"]),
+        min_size=4,
+        max_size=4,
+    )
+)
+def test_the_dotted_quad_shortcut_decides_as_ipaddress_does(octets: list[str]) -> None:
+    """IpAddressRecognizer decides plain dotted quads without `ipaddress`; the decision must be
+    the one `ipaddress` gives (a valid address that is neither loopback nor unspecified)."""
+    text = ".".join(octets)
+    try:
+        address = ipaddress.IPv4Address(text)
+        expected = address.is_loopback or address.is_unspecified
+    except ValueError:
+        expected = True  # not an address: the finding is dropped
+    assert rec.IpAddressRecognizer().invalidate_result(text) is expected
