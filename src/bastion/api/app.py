@@ -18,6 +18,7 @@ from bastion.api.routes import monitoring as monitoring_routes
 from bastion.api.routes import privacy as privacy_routes
 from bastion.api.routes import privacy_tokens as privacy_token_routes
 from bastion.api.routes import receipts as receipt_routes
+from bastion.api.routes import ui as ui_routes
 from bastion.platform import Platform
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/v2", "/v2/health/live", "/v2/health/ready"})
@@ -62,6 +63,10 @@ def create_app(platform: Platform, *, serving: bool = True) -> FastAPI:
     app.include_router(monitoring_routes.router)
     app.include_router(privacy_token_routes.router)
     app.include_router(privacy_routes.router)
+    app.include_router(ui_routes.router)
+    # The dashboards' static files: public (they hold no data), not API operations, so they
+    # are not in the OpenAPI document that `_check_routes` reads; every data call they make is.
+    app.include_router(ui_routes.static)
     _document_security(app)
     _check_routes(app)
     app.add_middleware(PredictionFastPath, runtime=runtime)

@@ -217,6 +217,17 @@ class BudgetStatus:
 
 
 @dataclass(frozen=True)
+class MinuteCounts:
+    """One minute of an endpoint's traffic: requests, 5xx among them and slow non-5xx ones
+    (slower than the latency threshold). `start` is the minute's start in unix seconds."""
+
+    start: float
+    requests: int
+    errors: int
+    slow: int
+
+
+@dataclass(frozen=True)
 class _WindowCounts:
     total: int
     errors: int
@@ -463,6 +474,26 @@ class SloTracker:
                 for slo in SLOS
             }
         return {slo: view.budget(slo) for slo in SLOS}
+
+    def minutes(self, endpoint: str, count: int, now: float | None = None) -> list[MinuteCounts]:
+        """The last `count` one-minute buckets of `endpoint` (at most 6 h), oldest first and the
+        current, partial minute last; a minute without requests (or an endpoint the tracker
+        has not seen) is zeros. For trends: the same counts the burn rates sum."""
+        limit = _FINE_SPAN // MINUTE
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
+            raise InvalidInput(f"count must be 1 to {limit} minutes", code="slo.bad_window")
+        at = self._clock() if now is None else now
+        newest = int(at // MINUTE)
+        rows = dict.fromkeys(range(newest - count + 1, newest + 1), (0, 0, 0))
+        view = self._view(endpoint, at)
+        if view is not None:
+            start, size = view.layout.starts[0], view.layout.sizes[0]
+            epochs = view.epochs[start : start + size]
+            counts = view.counts[start : start + size]
+            for epoch, row in zip(epochs.tolist(), counts.tolist(), strict=True):
+                if epoch in rows:
+                    rows[epoch] = (int(row[_TOTAL]), int(row[_ERRORS]), int(row[_SLOW]))
+        return [MinuteCounts(float(m * MINUTE), *rows[m]) for m in sorted(rows)]
 
     def evaluate(self, now: float | None = None) -> list[Alert]:
         """The burn-rate alerts firing now: per endpoint, SLO and severity, the strongest rule
