@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,privacy]'
 	touch $(STAMP)
 
+# `bastion demo`: initialises ./.bastion if needed, sets up a governed demo release, drives a
+# little traffic, prints a summary and keeps serving until Ctrl-C. E.g. ARGS="--scenario drift".
 run: install
-	$(BIN)/bastion init
-	$(BIN)/bastion server
+	$(BIN)/bastion demo $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 import bastion
+from bastion.cli import demo as demo_cli
 from bastion.cli import deploy as deploy_cli
 from bastion.cli import drift as drift_cli
 from bastion.cli import incidents as incidents_cli
@@ -66,6 +67,7 @@ monitoring_cli.register(app)
 incidents_cli.register(app)
 privacy_cli.register(app)
 receipts_cli.register(app)
+demo_cli.register(app)
 
 
 def main() -> None:

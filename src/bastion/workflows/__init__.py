@@ -2,7 +2,8 @@
 API, `bastion demo`) runs the same way.
 
 `private_models`: differential-privacy training that spends a dataset's budget and registers an
-attested version, and membership-inference audits of a registered version.
+attested version, and membership-inference audits of a registered version. `demo`: the
+governed release `bastion demo` (and so `make run`) sets up, as each demo principal.
 
 Sits directly below `bastion.platform` (which builds these services) and above
 `bastion.serving`; may import `bastion.serving`, `bastion.registry`, `bastion.privacy` and
