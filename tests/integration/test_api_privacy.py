@@ -21,7 +21,7 @@ from sklearn.datasets import load_breast_cancer
 from starlette.testclient import TestClient
 
 from bastion.api import create_app
-from bastion.core import ManualClock
+from bastion.core import ManualClock, Settings
 from bastion.identity import Caller, Role
 from bastion.platform import Platform
 from bastion.privacy.dp import holdout_split
@@ -74,6 +74,14 @@ def _register(
         caller, name, classification_="confidential", purposes=["analytics"],
         retention_days=days, file=path,
     )  # fmt: skip
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """The server's own retention chore off: these tests enforce through the API, and a chore
+    running at the same moment would take the deletion first (the API's run then reports it
+    `skipped`, correctly, which is not what the test is about)."""
+    return Settings.from_env(home=tmp_path / "home", database_url=db_url, retention_check_seconds=0)
 
 
 @pytest.fixture

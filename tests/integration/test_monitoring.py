@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from bastion.api import create_app
 from bastion.core.clock import ManualClock
+from bastion.core.settings import Settings
 from bastion.deploy import RolloutPlan
 from bastion.identity import Caller, Role
 from bastion.monitoring.incidents import render_markdown, verify_bundle
@@ -315,3 +316,19 @@ def test_due_chores_run_in_the_serving_loop_and_a_failing_one_is_contained(
     assert ran.count("ok") >= 1
     assert ran.count("hourly") == 1
     assert "never" not in ran
+
+
+def test_the_server_enforces_retention_as_a_chore_at_the_configured_interval(
+    tmp_path: Path, db_url: str
+) -> None:
+    """`BASTION_RETENTION_CHECK_SECONDS` becomes the serving loop's retention chore, which
+    runs `RetentionService.enforce_due`; 0 keeps the chore but never runs it."""
+    for every in (600.0, 0.0):
+        settings = Settings.from_env(
+            home=tmp_path / f"home-{every:g}", database_url=db_url, retention_check_seconds=every
+        )
+        with Platform.initialise(settings) as platform:
+            runtime = platform.serving_runtime()
+            (chore,) = [c for c in runtime.chores if c.name == "retention"]
+            assert chore.every == every
+            assert chore.run == platform.retention.enforce_due
