@@ -646,6 +646,12 @@ def _render(s: dict[str, Any]) -> None:
     cli = _cli()
     u = s["urls"]
     p()
+    if not s["serving"]:
+        p(
+            f"[dim]--no-serve: the server has stopped; `{cli} server` (or `make run`) serves "
+            "these again[/]",
+            highlight=False,
+        )
     p(f"[bold]Open[/]      API docs    {u['api_docs']}")
     if "dashboards" in u:
         p(f"          dashboards  {u['dashboards']}  (paste a token from the token file)")
