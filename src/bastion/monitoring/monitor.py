@@ -519,6 +519,24 @@ def published_windows(
         return merge_rows(list(session.scalars(query)))
 
 
+def endpoint_windows(
+    monitor: Monitor | None, database: Database, endpoint: str
+) -> dict[str, WindowSummary]:
+    """What is known of `endpoint`'s versions: this process's live windows merged with what
+    the other replicas published, per version id (only the published ones without a
+    monitor). The one view of the windows the API and the dashboards both show."""
+    if monitor is None:
+        return published_windows(database, endpoint)
+    out = dict(monitor.published(endpoint))
+    for window in monitor.windows.all():
+        if window.endpoint != endpoint:
+            continue
+        live = window.summary()
+        prior = out.get(window.version_id)
+        out[window.version_id] = live if prior is None else live.merge(prior)
+    return out
+
+
 def reference_profiles(
     database: Database, version_ids: Sequence[str]
 ) -> dict[str, ReferenceProfile]:

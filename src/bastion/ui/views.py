@@ -29,7 +29,7 @@ from bastion.identity import Caller, Permission
 from bastion.ledger.errors import LedgerError
 from bastion.monitoring.drift import DriftReport, FeatureDrift
 from bastion.monitoring.metrics import GatewayMetrics
-from bastion.monitoring.monitor import Monitor, published_windows, reference_profiles
+from bastion.monitoring.monitor import Monitor, endpoint_windows, reference_profiles
 from bastion.monitoring.windows import WindowSummary
 from bastion.platform import Platform
 from bastion.registry import ModelVersion
@@ -46,23 +46,6 @@ _verifying = threading.Lock()
 
 
 # -- shared ---------------------------------------------------------------------------------
-
-
-def live_windows(
-    monitor: Monitor | None, platform: Platform, name: str
-) -> dict[str, WindowSummary]:
-    """This server's live windows of `name` plus what other replicas published, per version
-    id (what `GET /v1/endpoints/{name}/monitoring` reports)."""
-    if monitor is None:
-        return published_windows(platform.database, name)
-    out = dict(monitor.published(name))
-    for window in monitor.windows.all():
-        if window.endpoint != name:
-            continue
-        live = window.summary()
-        prior = out.get(window.version_id)
-        out[window.version_id] = live if prior is None else live.merge(prior)
-    return out
 
 
 def roles(endpoint: Endpoint) -> dict[str, str]:
@@ -186,7 +169,7 @@ def executive(
             else None
         )
         gateway = totals.get(endpoint.name, {"requests": 0.0, "compute_seconds": 0.0})
-        windows = live_windows(monitor, platform, endpoint.name)
+        windows = endpoint_windows(monitor, platform.database, endpoint.name)
         versions = []
         if quality:
             versions = _quality(platform, caller, endpoint, windows)
@@ -290,7 +273,7 @@ def oncall(
     rows = []
     history: list[EndpointEvent] = []
     for endpoint in platform.deployments.endpoints(caller):
-        windows = live_windows(monitor, platform, endpoint.name)
+        windows = endpoint_windows(monitor, platform.database, endpoint.name)
         profiles = reference_profiles(platform.database, list(windows))
         role_of = roles(endpoint)
         versions = []
@@ -376,7 +359,7 @@ def debug(
     endpoint = platform.deployments.get(caller, name)
     # Reference bins summarise the training data: shown to who may read the versions.
     platform.authorizer.authorize(caller, Permission.MODEL_READ)
-    windows = live_windows(monitor, platform, name)
+    windows = endpoint_windows(monitor, platform.database, name)
     profiles = reference_profiles(platform.database, list(windows))
     role_of = roles(endpoint)
     versions = []

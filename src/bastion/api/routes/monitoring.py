@@ -28,9 +28,7 @@ from bastion.api.deps import (
 from bastion.api.schemas import Strict
 from bastion.identity import Permission
 from bastion.monitoring.incidents import render_markdown
-from bastion.monitoring.monitor import Monitor, published_windows, reference_profiles
-from bastion.monitoring.windows import WindowSummary
-from bastion.platform import Platform
+from bastion.monitoring.monitor import Monitor, endpoint_windows, reference_profiles
 from bastion.serving.runtime import ServingRuntime
 
 router = APIRouter(tags=["monitoring"])
@@ -45,20 +43,6 @@ def _monitor(request: Request) -> Monitor | None:
     return runtime.monitor if runtime is not None else None
 
 
-def _windows(monitor: Monitor | None, platform: Platform, name: str) -> dict[str, WindowSummary]:
-    """This server's live windows of `name` plus what other replicas published."""
-    if monitor is None:
-        return published_windows(platform.database, name)
-    out = dict(monitor.published(name))
-    for window in monitor.windows.all():
-        if window.endpoint != name:
-            continue
-        live = window.summary()
-        prior = out.get(window.version_id)
-        out[window.version_id] = live if prior is None else live.merge(prior)
-    return out
-
-
 @router.get("/v1/endpoints/{name}/monitoring", openapi_extra=permission(Permission.MONITOR_READ))
 def endpoint_monitoring(
     name: str, request: Request, caller: EndpointCaller, platform: PlatformDep
@@ -66,7 +50,7 @@ def endpoint_monitoring(
     """Windows, drift and SLO state of one endpoint's versions."""
     endpoint = platform.deployments.get(caller, name)  # 404 for an unknown endpoint
     monitor = _monitor(request)
-    windows = _windows(monitor, platform, name)
+    windows = endpoint_windows(monitor, platform.database, name)
     profiles = reference_profiles(platform.database, list(windows))
     versions = []
     for version_id, summary in sorted(windows.items(), key=lambda kv: kv[1].version):
@@ -111,7 +95,7 @@ def snapshot(
 ) -> dict[str, Any]:
     """Take a signed incident snapshot of the endpoint now."""
     monitor = _monitor(request)
-    live = _windows(monitor, platform, name) if monitor is not None else None
+    live = endpoint_windows(monitor, platform.database, name) if monitor is not None else None
     incident = platform.incidents.snapshot(
         caller,
         name,
