@@ -446,7 +446,10 @@ def _shortest_in(low: float, high: float) -> float:
         return high
     start = -math.floor(math.log10(scale)) - 1
     for digits in range(start, start + 18):
-        candidate = round(middle, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+        try:
+            candidate = round(middle, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+        except OverflowError:  # near the float limit, rounding up to a power of ten overflows
+            continue
         if low < candidate <= high and math.isfinite(candidate):
             return candidate
     return high

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -453,3 +455,13 @@ def test_unhashable_values_cannot_be_categories() -> None:
         f.bin(bad)
     with _Raises("monitoring.bad_values"):
         f.slot_indices(bad)
+
+
+def test_edges_near_the_float_limit_do_not_overflow() -> None:
+    """Rounding toward a power of ten past 1.8e308 overflows; the edge search skips that
+    precision instead of failing (hypothesis found it with values near the limit)."""
+    big = sys.float_info.max
+    for reference in ([big, big / 2, -big], [big * 0.9, big], [1.0, big]):
+        f = one(np.asarray(reference, dtype=np.float64), bins=4)
+        assert all(math.isfinite(e) for e in f.edges)
+        assert sum(f.counts) == len(reference)
