@@ -11,18 +11,20 @@ Attacks (all black-box: they see the predicted class probabilities and the true 
   data standing in for shadow models — the strongest variant of the attack).
 * `loss` — a threshold on the model's confidence in the true label (equivalently, on the
   negative cross-entropy): members of an overfit model get higher confidence (Yeom et al.,
-  2018). Nothing to train; it is scored on the same evaluation halves, so the three attacks
-  are comparable.
+  2018). Nothing to train, so it is scored on *every* member and non-member: twice the
+  evaluation rows of the black-box attacks, so a confidence interval about 1/√2 as wide. On
+  the 569-row breast-cancer split `bastion demo` uses, an ε=8 DP model's AUC upper bound
+  crossed 0.6 in 10 % of runs scored on halves and in none of 40 scored on all rows.
 
-Each attack reports, on its evaluation set, the ROC AUC, the attacker's advantage
-`max(TPR - FPR)` over thresholds (Yeom et al.'s membership advantage), and the TPR at 1 % and
-0.1 % FPR (Carlini et al., 2022: what matters is confident inference on a few records), each
-with a 95 % percentile-bootstrap confidence interval: `bootstrap` resamples of the evaluation
-set, members and non-members resampled separately (stratified) so each resample has both.
-With fewer than 1 / alpha non-members, "TPR at alpha FPR" is the TPR at zero false positives (the
-finest the data can resolve); `fpr_resolution` says so. The report's headline is the worst
-attack's AUC *upper* bound (`auc_upper`): a deploy gate compares that with its threshold, so a
-small audit cannot pass by luck.
+Each attack reports, on its evaluation set (`members_evaluated`, `non_members_evaluated`), the
+ROC AUC, the attacker's advantage `max(TPR - FPR)` over thresholds (Yeom et al.'s membership
+advantage), and the TPR at 1 % and 0.1 % FPR (Carlini et al., 2022: what matters is confident
+inference on a few records), each with a 95 % percentile-bootstrap confidence interval:
+`bootstrap` resamples of the evaluation set, members and non-members resampled separately
+(stratified) so each resample has both. With fewer than 1 / alpha non-members, "TPR at alpha
+FPR" is the TPR at zero false positives (the finest the data can resolve); `fpr_resolution`
+says so. The report's headline is the worst attack's AUC *upper* bound (`auc_upper`): a deploy
+gate compares that with its threshold, so a small audit cannot pass by luck.
 
 The target is a callable returning class probabilities for an n x d numeric matrix
 (`audit`), or a fitted scikit-learn-style estimator (`audit_estimator`, wrapped in ART's
@@ -148,8 +150,8 @@ def audit(
     results: list[AttackResult] = []
     for attack in chosen:
         if attack == "loss":
-            member_scores = _true_class_confidence(pm[m_eval], ym[m_eval])
-            non_member_scores = _true_class_confidence(pn[n_eval], yn[n_eval])
+            member_scores = _true_class_confidence(pm, ym)
+            non_member_scores = _true_class_confidence(pn, yn)
             description = "confidence in the true label, thresholded (Yeom et al. 2018)"
         else:
             member_scores, non_member_scores = _black_box(

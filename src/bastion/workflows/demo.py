@@ -19,10 +19,11 @@ principals and their tokens:
    plain model, and the summary says so). Each release candidate is signed, audited for
    membership inference (the loss attack, with the held-out half as non-members: a deploy of
    `confidential` data needs the attestation), validated on the held-out half (attested), and
-   approved by both approvers. A DP run whose audit or validation fails is deprecated and
-   trained again (spending budget again), at most `MAX_DP_ATTEMPTS` times per run: with 285
-   evaluation rows the audit's 95 % upper bound passes the default 0.6 limit only most of
-   the time, and the demo shows what the gate would do rather than picking a lucky seed.
+   approved by both approvers. The DP version is trained once per demo run: one whose audit
+   or validation fails is deprecated, kept on record, not released, and the demo stops with
+   `demo.dp_rejected` (the next run trains a new one) — never retrained until an audit
+   passes, which would turn the audit into a filter. With the loss attack scored on all 569
+   rows this failed in none of 200 measured runs (`MAX_DP_ATTEMPTS`).
 4. *The refusal* — the developer approving her own version: the `approval_grant` gate denies
    it (segregation of duties) and records the decision; the result carries its reasons.
 5. *Serving* — the deployer deploys v1 to the endpoint and starts a canary of the DP version.
@@ -149,7 +150,10 @@ DP_MODEL: Final = "logistic_regression"
 DP_EPSILON: Final = 8.0  # per DP run: a weak guarantee, enough for a useful model on 285 rows
 BUDGET_EPSILON: Final = 64.0  # eight DP runs
 BUDGET_DELTA: Final = 1e-6
-MAX_DP_ATTEMPTS: Final = 6
+# One DP run per demo: no retrying until an audit passes (that would make the audit a filter,
+# not a check). Measured on this split: 200 of 200 ε=8 runs passed both the audit (AUC upper
+# bound median 0.554, max 0.575, limit 0.6) and validation (accuracy median 0.93, limit 0.8).
+MAX_DP_ATTEMPTS: Final = 1
 AUDIT_ATTACKS: Final = ("loss",)
 AUDIT_BOOTSTRAP: Final = 200
 AUDIT_TOOL: Final = "bastion demo"
@@ -900,9 +904,9 @@ class DemoWorkflow:
         }
         if accepted is None:
             raise Conflict(
-                f"no DP run of {MODEL} passed its membership-inference audit and validation "
-                f"in {MAX_DP_ATTEMPTS} attempts (each deprecated, with its attestation); run "
-                "the demo again to try again (each run spends ε from the dataset's budget)",
+                f"the DP run of {MODEL} did not pass its membership-inference audit and "
+                "validation (it is deprecated, with its attestation, and is not released); run "
+                "the demo again for a new run (each run spends ε from the dataset's budget)",
                 code="demo.dp_rejected",
                 details={"attempts": [a["ref"] for a in attempts]},
             )

@@ -83,9 +83,14 @@ def test_the_report_is_reproducible_and_well_formed(dp_model: Any) -> None:
     assert one == two
     assert [a.attack for a in one.attacks] == ["loss", "rf"]
     assert (one.members, one.non_members, one.bootstrap, one.seed) == (600, 600, 30, 3)
+    loss, rf = one.attacks
+    # The attack model trains on one half of each side and is scored on the other; the loss
+    # attack trains nothing and is scored on every row.
+    assert rf.members_evaluated == rf.non_members_evaluated == 300
+    assert rf.fpr_resolution == pytest.approx(1 / 300)
+    assert loss.members_evaluated == loss.non_members_evaluated == 600
+    assert loss.fpr_resolution == pytest.approx(1 / 600)
     for attack in one.attacks:
-        assert attack.members_evaluated == attack.non_members_evaluated == 300
-        assert attack.fpr_resolution == pytest.approx(1 / 300)
         assert attack.auc_ci.low <= attack.auc <= attack.auc_ci.high
         assert 0.0 <= attack.tpr_at_01pct_fpr <= attack.tpr_at_1pct_fpr <= 1.0
     assert one.auc_upper == max(a.auc_ci.high for a in one.attacks)
