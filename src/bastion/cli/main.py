@@ -7,7 +7,7 @@ import json
 import logging.config
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,6 +40,9 @@ from bastion.core.settings import Settings
 from bastion.identity import Permission, Principal, TokenInfo
 from bastion.platform import Platform
 from bastion.privacy.logfilter import install_log_redaction
+
+if TYPE_CHECKING:
+    from bastion.privacy.pii import PiiDetector
 
 app = typer.Typer(
     name="bastion",
@@ -102,9 +105,14 @@ def _redact_logs() -> None:
     except BastionError:
         settings = None  # the command reports the configuration error; redact meanwhile
     if settings is None or settings.redact_logs:
-        from bastion.privacy.pii import default_detector
 
-        install_log_redaction(lambda: default_detector(settings))
+        def detector() -> PiiDetector:
+            # Imported here, on the first record: Presidio takes seconds to import.
+            from bastion.privacy.pii import default_detector
+
+            return default_detector(settings)
+
+        install_log_redaction(detector)
 
 
 # -- init and server ----------------------------------------------------------------------------

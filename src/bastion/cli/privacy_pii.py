@@ -24,7 +24,6 @@ import typer
 
 from bastion.cli.common import exit_unusable
 from bastion.core.errors import InvalidInput
-from bastion.privacy.pii import MAX_TEXT_CHARS, STYLES, PiiDetector
 
 
 def register(group: typer.Typer) -> None:
@@ -42,7 +41,7 @@ def _line_ending(line: str) -> tuple[str, str]:
 
 def redact(
     style: Annotated[
-        str, typer.Option(help=f"Replacement: {' or '.join(STYLES)} (<EMAIL_ADDRESS> or ****).")
+        str, typer.Option(help="Replacement: tag (<EMAIL_ADDRESS>) or mask (****).")
     ] = "tag",
     entities: Annotated[
         str | None,
@@ -61,6 +60,9 @@ def redact(
 
     Finds e-mails, phones, cards, IBANs, IPs, national ids, API keys, JWTs, URL passwords.
     """
+    # Presidio takes a second to import: only this command pays for it, not every `bastion`.
+    from bastion.privacy.pii import MAX_TEXT_CHARS, STYLES, PiiDetector
+
     wanted = [e.strip() for e in entities.split(",") if e.strip()] if entities is not None else None
     try:
         if style not in STYLES:

@@ -32,6 +32,7 @@ May import `bastion.registry` and below (through the window and drift modules).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,8 +41,12 @@ from bastion.core.errors import InvalidInput
 from bastion.monitoring.drift import DriftReport
 from bastion.monitoring.windows import WindowSummary
 
-# scipy ships no type stubs; the one function used is typed here.
-_binom_sf: Any = importlib.import_module("scipy.stats").binom.sf
+
+@functools.cache
+def _binom_sf() -> Any:
+    """`scipy.stats.binom.sf`, imported on first use: scipy.stats takes half a second to
+    import, which every `bastion` command would otherwise pay (scipy ships no type stubs)."""
+    return importlib.import_module("scipy.stats").binom.sf
 
 
 DRIFT_MARGIN = 0.05
@@ -110,7 +115,7 @@ def exceeds(events: int, trials: int, tolerance: float, alpha: float) -> tuple[b
     test at `alpha`), and the p-value."""
     if trials <= 0 or events <= 0 or events / trials <= tolerance:
         return False, 1.0
-    p = float(_binom_sf(events - 1, trials, tolerance))
+    p = float(_binom_sf()(events - 1, trials, tolerance))
     return p < alpha, p
 
 
