@@ -271,6 +271,14 @@ def test_on_call_and_debug_show_the_monitoring_figures(world: World) -> None:
     assert sum(a["count"] for a in anomalies) == 2
     assert {a["field"] for a in anomalies} == {logistic().names[0]}
     assert {a["value"] for a in anomalies} == {"[redacted]"}
+    # Beside each, what the version's contract expected (the range training saw), never 1e6.
+    first = logistic().names[0]
+    for anomaly in anomalies:
+        version = world.get("ops", f"/v1/models/scorer/versions/{anomaly['version']}")
+        (spec,) = [f for f in version["input_contract"]["fields"] if f["name"] == first]
+        assert anomaly["expected"] == f"within [{spec['min']:.6g}, {spec['max']:.6g}]"
+    assert "1e+06" not in str(debug)
+    assert "1000000" not in str(debug)
 
 
 def test_executive_figures_add_up(world: World) -> None:
@@ -323,6 +331,46 @@ def test_governance_lists_every_version_and_its_lineage(world: World) -> None:
         ("version", "endpoint", "stable"),
         ("version", "endpoint", "canary"),
     }
+
+
+def test_views_name_who_acted(world: World) -> None:
+    """Versions, events and decisions carry principal ids; `/names` turns the ids a view shows
+    into names for who may read versions, and refuses everything else."""
+    versions = world.get("approver", "/v1/dashboards/governance")["versions"]
+    author = versions[0]["created_by"]
+    deployer = world.get("ops", "/v1/dashboards/oncall")["events"][0]["actor"]
+    assert author.startswith("prn_")
+    assert deployer.startswith("prn_")
+    asked = [author, deployer, "system:rollout-controller", "prn_" + "A" * 26, "not-an-id"]
+    found = world.get("approver", "/v1/dashboards/names", id=asked)["names"]
+    me = world.get("approver", "/v1/auth/whoami")
+    assert set(found) == {author, deployer}  # unknown ids and non-principals left out
+    assert (
+        found[author]
+        == world.platform.principals.get(
+            world.platform.tokens.authenticate(world.tokens["admin"]), author
+        ).name
+    )
+    assert world.get("approver", "/v1/dashboards/names", id=[me["principal_id"]])["names"] == {
+        me["principal_id"]: me["name"]
+    }
+    c = world.client
+    denied = c.get(
+        "/v1/dashboards/names", params={"id": author}, headers=_auth(world.tokens["client"])
+    )
+    assert denied.status_code == 403  # an inference client holds no model.read
+    assert c.get("/v1/dashboards/names", params={"id": author}).status_code == 401
+    too_many = c.get(
+        "/v1/dashboards/names",
+        params={"id": [f"prn_{i:026d}" for i in range(101)]},
+        headers=_auth(world.tokens["approver"]),
+    )
+    assert too_many.status_code == 422
+    assert too_many.json()["error"]["code"] == "input.invalid"
+    typo = c.get(
+        "/v1/dashboards/names", params={"ids": author}, headers=_auth(world.tokens["approver"])
+    )
+    assert typo.status_code == 422
 
 
 def test_a_rollback_shows_up_on_call(world: World) -> None:

@@ -28,6 +28,7 @@ from bastion.store.db import Database
 from bastion.store.tables import PrincipalRoleRow, PrincipalRow
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,127}$")
+MAX_NAME_LOOKUP = 100
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,25 @@ class PrincipalService:
             rows = session.scalars(query).all()
             roles = _roles_by_principal(session, [r.id for r in rows])
             return [_principal(r, roles.get(r.id, [])) for r in rows]
+
+    def names(self, caller: Caller, ids: Iterable[str]) -> dict[str, str]:
+        """The names of the principals `ids` (ids unknown or malformed are left out), for
+        showing who acted beside a record the caller may already read: needs `model.read`,
+        which every role but the inference client holds, not `principal.read` — no roles,
+        no listing, and an id (`prn_` + 128 random bits) cannot be guessed."""
+        self._authz.authorize(caller, Permission.MODEL_READ)
+        wanted = sorted({i for i in ids if is_id(i, "prn")})
+        if len(wanted) > MAX_NAME_LOOKUP:
+            raise InvalidInput(
+                f"at most {MAX_NAME_LOOKUP} principal ids at a time", code="input.invalid"
+            )
+        if not wanted:
+            return {}
+        with self._db.read() as session:
+            rows = session.execute(
+                sa.select(PrincipalRow.id, PrincipalRow.name).where(PrincipalRow.id.in_(wanted))
+            )
+            return {str(pid): str(name) for pid, name in rows}
 
     def get(self, caller: Caller, ref: str) -> Principal:
         """Look up by id (`prn_…`) or by name; one's own record needs no extra permission."""

@@ -40,6 +40,7 @@ MAX_EVENTS: Final = 200
 MAX_FEATURES: Final = 200
 MAX_VERSIONS: Final = 500
 MAX_NOTE_CHARS: Final = 8192
+MAX_NAMES: Final = 100
 REDACTED: Final = "[redacted]"
 
 _verifying = threading.Lock()
@@ -414,6 +415,7 @@ def debug(
                 }
         versions.append(doc)
     anomalies = monitor.recent_anomalies(name) if monitor is not None else []
+    expected = _expected_ranges(platform, caller, endpoint, windows) if anomalies else {}
     return {
         "generated_at": time.time(),
         "source": _source(monitor),
@@ -427,10 +429,49 @@ def debug(
                 "kind": a["kind"],
                 "count": a["count"],
                 "value": REDACTED,
+                "expected": expected.get(str(a["version"]), {}).get(a["field"]),
             }
             for a in reversed(anomalies)
         ],
     }
+
+
+def _expected_ranges(
+    platform: Platform, caller: Caller, endpoint: Endpoint, windows: Mapping[str, WindowSummary]
+) -> dict[str, dict[str, str]]:
+    """version → field → what its input contract expects (the range or categories training
+    saw): beside an anomaly it says what the value was not, without the value."""
+    refs = {
+        ref.id: ref
+        for ref in (endpoint.stable, endpoint.canary, endpoint.shadow, endpoint.previous)
+        if ref is not None
+    }
+    out: dict[str, dict[str, str]] = {}
+    for version_id, summary in windows.items():
+        ref = refs.get(version_id)
+        if ref is None:
+            continue
+        try:
+            version = platform.models.version(caller, endpoint.model, int(ref.number))
+        except NotFound:
+            continue
+        fields = (version.input_contract or {}).get("fields") or []
+        out[str(summary.version)] = {
+            str(f["name"]): text for f in fields if (text := _expectation(f)) is not None
+        }
+    return out
+
+
+def _expectation(spec: Mapping[str, Any]) -> str | None:
+    low, high = spec.get("min"), spec.get("max")
+    if low is not None or high is not None:
+        lo = "-∞" if low is None else f"{low:.6g}"
+        hi = "∞" if high is None else f"{high:.6g}"
+        return f"within [{lo}, {hi}]"
+    categories = spec.get("categories")
+    if isinstance(categories, list):
+        return f"one of {len(categories)} categories seen in training"
+    return None
 
 
 # -- governance -----------------------------------------------------------------------------
@@ -560,6 +601,14 @@ def lineage_graph(
 
 
 # -- the ledger -----------------------------------------------------------------------------
+
+
+def names(platform: Platform, caller: Caller, ids: Sequence[str]) -> dict[str, Any]:
+    """Principal id → name for the ids a view shows (actors, authors, approvers), so a person
+    reads "alice", not "prn_…"; ids that are not principals (`system:…`) are left out."""
+    if len(ids) > MAX_NAMES:
+        raise InvalidInput(f"at most {MAX_NAMES} ids at a time", code="input.invalid")
+    return {"names": platform.principals.names(caller, ids)}
 
 
 def verify_ledger(platform: Platform, caller: Caller, trusted: str | None) -> dict[str, Any]:

@@ -14,6 +14,8 @@ permission:
   comparisons, recent anomalies (values redacted);
 * `GET /v1/dashboards/governance?limit=` (`model.read`) — versions with scan, signature,
   attestation and approval status, and the lineage graph from dataset to endpoint;
+* `GET /v1/dashboards/names?id=` (`model.read`) — principal ids → names, so views show who
+  acted by name;
 * `POST /v1/dashboards/ledger/verify` (`audit.read`) — replay the audit ledger now, optionally
   against a checkpoint the client kept.
 
@@ -148,6 +150,21 @@ def governance(
     """Model versions with scan, signature, attestation and approval status, where they
     serve, and the lineage graph from dataset to endpoint."""
     return views.governance(platform, caller, limit=limit)
+
+
+@router.get(
+    "/names",
+    openapi_extra=permission(Permission.MODEL_READ),
+    dependencies=[Depends(_only("id"))],
+)
+def names(
+    caller: CurrentCaller,
+    platform: PlatformDep,
+    id: Annotated[list[str], Query(description="a principal id, repeated")] = [],  # noqa: B006
+) -> dict[str, Any]:
+    """The names of the principals whose ids a view shows (`?id=prn_…&id=prn_…`, at most
+    100): unknown ids and actors that are not principals (`system:…`) are left out."""
+    return views.names(platform, caller, id)
 
 
 @router.post(

@@ -133,6 +133,31 @@ function errorPanel(error) {
   return h("section", { class: "panel error-panel", role: "alert", testid: "view-error" }, h("h2", null, "Could not load this view"), h("p", null, text));
 }
 
+// Principal id -> name, for this tab's session (cleared on sign-out).
+const names = new Map();
+
+/** Replace the principal ids a view shows with names (one call for the ids not seen yet). */
+async function showNames(root) {
+  const spans = [...root.querySelectorAll("[data-principal]")];
+  const missing = [...new Set(spans.map((el) => el.dataset.principal))].filter((id) => !names.has(id));
+  if (missing.length && can("model.read")) {
+    try {
+      for (let i = 0; i < missing.length; i += 100) {
+        const query = missing.slice(i, i + 100).map((id) => `id=${encodeURIComponent(id)}`).join("&");
+        const found = (await api(`/v1/dashboards/names?${query}`)).names;
+        for (const id of missing.slice(i, i + 100)) names.set(id, found[id] ?? null);
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) throw e;
+      // names are a courtesy: without them the ids stay
+    }
+  }
+  for (const el of spans) {
+    const name = names.get(el.dataset.principal);
+    if (name) el.textContent = name;
+  }
+}
+
 async function render() {
   stopRefresh();
   if (!session.token) {
@@ -180,6 +205,8 @@ async function render() {
       const content = await view.render(ctx);
       if (ticket !== state.rendering) return;
       host.replaceChildren(content);
+      await showNames(host);
+      if (ticket !== state.rendering) return;
       status.textContent = `Updated ${new Date().toISOString().slice(11, 19)} UTC`;
       status.dataset.loaded = "true";
     } catch (e) {
@@ -200,6 +227,7 @@ async function render() {
 function endSession(notice) {
   stopRefresh();
   session.clear();
+  names.clear();
   state.who = null;
   state.rendering += 1;
   state.notice = notice;

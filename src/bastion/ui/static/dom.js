@@ -53,6 +53,13 @@ export function s(tag, attrs, ...children) {
   return el;
 }
 
+/** Who acted: a principal id (`prn_…`), shown as the principal's name once the shell has
+ * looked it up (app.js), the id kept as the tooltip; other actors (`system:…`) as they are. */
+export function who(actor) {
+  const id = String(actor ?? "—");
+  return id.startsWith("prn_") ? h("span", { class: "who", "data-principal": id, title: id }, id) : id;
+}
+
 export function clear(el) {
   el.replaceChildren();
   return el;

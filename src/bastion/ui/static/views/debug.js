@@ -100,7 +100,7 @@ export default {
     }
 
     const anomalyRows = doc.anomalies.map((a) =>
-      h("tr", { testid: "anomaly" }, h("td", null, fmt.time(a.at)), h("td", null, `v${a.version}`), h("td", null, a.field), h("td", null, badge(a.kind, "warn")), h("td", { class: "num" }, fmt.int(a.count)), h("td", { class: "mono" }, a.value)),
+      h("tr", { testid: "anomaly" }, h("td", null, fmt.time(a.at)), h("td", null, `v${a.version}`), h("td", null, a.field), h("td", null, badge(a.kind, "warn")), h("td", { class: "num" }, fmt.int(a.count)), h("td", { class: "mono" }, a.value), h("td", { class: "mono" }, a.expected ?? "—")),
     );
     const shadowRows = doc.versions.map((v) =>
       h(
@@ -125,8 +125,8 @@ export default {
         section(
           "Recent anomalous inputs",
           { testid: "debug-anomalies" },
-          h("p", { class: "help" }, "Out-of-range values and unseen categories the contract counted. Values are never stored by the gateway: only field, kind and count."),
-          doc.anomalies.length ? table(["when", "version", "field", "kind", "values", "value"], anomalyRows) : empty("No anomalous inputs recently."),
+          h("p", { class: "help" }, "Out-of-range values and unseen categories the contract counted. Values are never stored by the gateway: only field, kind and count, beside what the version's contract expects."),
+          doc.anomalies.length ? table(["when", "version", "field", "kind", "values", "value", "expected"], anomalyRows) : empty("No anomalous inputs recently."),
         ),
         section(
           "Shadow divergence",

@@ -1,7 +1,7 @@
 // Executive: is the service up and fast, how much is it used, what does it cost, how good are
 // the models, and what went wrong lately.
 
-import { badge, empty, figure, fmt, h, section, table } from "../dom.js";
+import { badge, empty, figure, fmt, h, section, table, who } from "../dom.js";
 import { barChart, lineChart, meter } from "../charts.js";
 
 const WINDOWS = [15, 60, 360];
@@ -136,7 +136,7 @@ export default {
       : null;
 
     const incidentRows = incidents.slice(0, 10).map((i) =>
-      h("tr", null, h("td", null, fmt.time(i.created_at)), h("td", null, i.endpoint), h("td", null, badge(i.trigger, i.trigger === "rollback" ? "bad" : "info")), h("td", null, i.created_by), h("td", { class: "mono" }, fmt.short(i.digest))),
+      h("tr", null, h("td", null, fmt.time(i.created_at)), h("td", null, i.endpoint), h("td", null, badge(i.trigger, i.trigger === "rollback" ? "bad" : "info")), h("td", null, who(i.created_by)), h("td", { class: "mono" }, fmt.short(i.digest))),
     );
 
     return h(

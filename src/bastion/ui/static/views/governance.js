@@ -5,7 +5,7 @@
 // saw first).
 
 import { ApiError } from "../api.js";
-import { badge, empty, figure, fmt, h, section, table } from "../dom.js";
+import { badge, empty, figure, fmt, h, section, table, who } from "../dom.js";
 import { lineageGraph } from "../charts.js";
 
 const TRUSTED = "bastion.trusted-checkpoint";
@@ -69,7 +69,7 @@ function versionRow(v, ctx) {
     ),
     h("td", null, v.deployed === null ? "—" : v.deployed.length ? v.deployed.map((d) => `${d.endpoint} (${d.role})`).join(", ") : "not deployed"),
     h("td", { class: "mono" }, fmt.short(v.artifact_digest)),
-    h("td", null, v.created_by, h("div", { class: "help" }, fmt.time(v.created_at))),
+    h("td", { testid: `${id}-author` }, who(v.created_by), h("div", { class: "help" }, fmt.time(v.created_at))),
   );
 }
 
@@ -84,7 +84,7 @@ async function decisionsPanel(ctx) {
       h("td", null, d.gate),
       h("td", null, badge(d.allow ? "allow" : "deny", d.allow ? "good" : "bad")),
       h("td", { class: "note" }, d.reasons.length ? d.reasons.join("\n") : d.allow ? "every rule passed" : "—"),
-      h("td", null, d.actor),
+      h("td", null, who(d.actor)),
       h("td", { class: "mono" }, d.subject),
       h("td", null, d.bundle_version === null ? "default" : `v${d.bundle_version}`),
     ),

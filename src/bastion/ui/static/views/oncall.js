@@ -3,7 +3,7 @@
 // rollback button for whoever may deploy.
 
 import { ApiError } from "../api.js";
-import { badge, empty, figure, fmt, h, section, table } from "../dom.js";
+import { badge, empty, figure, fmt, h, section, table, who } from "../dom.js";
 import { groupedBars } from "../charts.js";
 
 const WINDOW_NAMES = { 300: "5m", 1800: "30m", 3600: "1h", 7200: "2h", 21600: "6h", 86400: "1d", 259200: "3d" };
@@ -172,7 +172,7 @@ export default {
         h("td", null, badge(ev.action, ev.action === "rollback" || ev.action === "kill" ? "bad" : ev.action === "promote" ? "good" : "info")),
         h("td", null, ev.version === null ? "—" : `v${ev.version}`),
         h("td", { class: "num" }, ev.weight === null ? "—" : `${ev.weight} %`),
-        h("td", null, ev.actor),
+        h("td", null, who(ev.actor)),
         h("td", null, ev.reason || ""),
       ),
     );
