@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bastion.core import Settings
 from bastion.identity import Role
 from bastion.platform import Platform
 from bastion.registry import DatasetRef, LineageRole, ModelSpec, VersionSpec
+from bastion.ui import assets
 from models import Trained, forest, logistic
 from releases import VALIDATION
 from servers import running_server
@@ -40,6 +42,8 @@ ROLES = {
     "fraud-svc": Role.INFERENCE_CLIENT,
 }
 REQUESTS = 60
+README_SHOTS = ("executive", "oncall", "debug", "governance")
+DIGEST_FILE = "ui-assets.sha256"
 ANOMALOUS = (5, 17, 33)  # these requests carry a value far outside the training range
 
 
@@ -273,8 +277,18 @@ def test_the_dashboards_in_chromium(live: Live, chromium: Path, artifacts: Path)
 
 
 def _screenshots(page: Any, folder: Path) -> Callable[[str], None]:
+    """Each view, whole, into `folder`; with BASTION_TEST_SCREENSHOTS=DIR (`make screenshots`), the
+    four dashboards also into DIR as the README shows them (the first screenful, JPEG), with
+    the digest of the pages they picture (a unit test compares it with the package's)."""
+    docs = os.environ.get("BASTION_TEST_SCREENSHOTS")
+
     def shot(name: str) -> None:
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        if docs and name in README_SHOTS:
+            target = Path(docs)
+            target.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(target / f"{name}.jpeg"), quality=80)
+            (target / DIGEST_FILE).write_text(assets.digest() + "\n")
 
     return shot
 
@@ -378,6 +392,10 @@ def _governance(page: Any, live: Live) -> None:
         assert int(_value(page, f"{row}-approvals")) == sum(
             a["state"] == "valid" for a in approvals
         )
+        # Who registered it, by name (the id stays as the tooltip).
+        author = page.get_by_test_id(f"{row}-author").locator("[data-principal]")
+        assert author.get_attribute("data-principal") == v["created_by"]
+        assert author.inner_text() == "dev"
     labels = {str(n.get_attribute("data-label")) for n in page.get_by_test_id("lineage-node").all()}
     assert labels == {"cancer@1", "scorer@1", "scorer@2", "scorer@3", "fraud"}
     decisions = live.api("audit", "/v1/policy/decisions", params={"limit": 30})

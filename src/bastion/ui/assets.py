@@ -12,6 +12,7 @@ Imports nothing from Bastion.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,3 +84,14 @@ def assets() -> Mapping[str, Asset]:
     if INDEX not in found:
         raise RuntimeError("the dashboards' index.html is missing from the package")
     return MappingProxyType(found)
+
+
+def digest() -> str:
+    """SHA-256 over every servable file's name and bytes: what the README's screenshots
+    (docs/screenshots, made by `make screenshots`) were taken of, so a test can tell when the
+    pages changed and the pictures did not."""
+    h = hashlib.sha256()
+    for name, asset in sorted(assets().items()):
+        h.update(f"{name}\0{len(asset.body)}\0".encode())
+        h.update(asset.body)
+    return h.hexdigest()
