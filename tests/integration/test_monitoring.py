@@ -332,3 +332,57 @@ def test_the_server_enforces_retention_as_a_chore_at_the_configured_interval(
             (chore,) = [c for c in runtime.chores if c.name == "retention"]
             assert chore.every == every
             assert chore.run == platform.retention.enforce_due
+
+
+def test_trends_add_up_replicas_and_outlive_a_restart(platform: Platform) -> None:
+    """Each replica publishes its minutes; `minutes` adds this process's live counts to what
+    the others (and an earlier run of this server) published, and old minutes are dropped."""
+    from bastion.monitoring.alerts import AlertRouter, LogSink
+    from bastion.monitoring.monitor import TREND_MINUTES, Monitor
+    from bastion.monitoring.slo import SloTracker
+    from bastion.monitoring.windows import WindowConfig, Windows
+
+    now = [1_800_000_000.0]  # on a minute boundary
+    clock = lambda: now[0]  # noqa: E731
+
+    def replica() -> Monitor:
+        return Monitor(
+            windows=Windows(WindowConfig(), clock=clock),
+            slo=SloTracker(clock=clock),
+            alerts=AlertRouter([LogSink()], clock=clock),
+            database=platform.database,
+            clock=clock,
+        )
+
+    a, b = replica(), replica()
+    for _ in range(10):
+        a.request("fraud", 200, 0.01)
+    a.request("fraud", 503, 0.01)
+    for _ in range(4):
+        b.request("fraud", 200, 0.01)
+    a.publish()
+    now[0] += 60  # the next minute: b's live count, a's published one
+    a.request("fraud", 200, 0.01)
+    b.request("fraud", 200, 0.01)
+    a.publish()
+    seen_by_b = b.minutes("fraud", 3)
+    assert [(m.requests, m.errors) for m in seen_by_b] == [(0, 0), (15, 1), (2, 0)]
+    # b has not published: a sees only its own minutes
+    assert [m.requests for m in a.minutes("fraud", 3)] == [0, 11, 1]
+    b.publish()
+    assert [m.requests for m in a.minutes("fraud", 3)] == [0, 15, 2]
+
+    # A restart: a new monitor (a new replica id) starts from what was published.
+    restarted = replica()
+    assert [m.requests for m in restarted.minutes("fraud", 3)] == [0, 15, 2]
+    assert [m.requests for m in restarted.minutes("other", 3)] == [0, 0, 0]
+
+    # Publishing again rewrites a minute rather than adding it twice.
+    a.publish()
+    assert [m.requests for m in restarted.minutes("fraud", 3)] == [0, 15, 2]
+
+    # Minutes older than the trends' span are deleted on the next publish.
+    now[0] += (TREND_MINUTES + 2) * 60
+    a.request("fraud", 200, 0.01)
+    a.publish()
+    assert sum(m.requests for m in restarted.minutes("fraud", TREND_MINUTES)) == 1

@@ -13,7 +13,10 @@ serving loop calls `evaluate(now, watched)` every pass, which
    `rolled_back(...)`;
 4. every `publish_seconds`, writes this process's window summaries to `monitor_windows` (one
    row per endpoint version and replica: counts only), so the CLI, incident snapshots and other
-   replicas see the same evidence.
+   replicas see the same evidence, and the minutes of traffic counted since the last publish to
+   `monitor_minutes` (requests, 5xx, slow per endpoint, replica and minute; kept
+   `TREND_MINUTES`), so `minutes(...)` — the dashboards' trends — adds up every replica's
+   minutes, this process's live ones included, and outlives a restart.
 
 May import `bastion.registry`, `bastion.ledger`, `bastion.store` and below; not serving/deploy.
 """
@@ -41,11 +44,11 @@ from bastion.core.ids import new_id
 from bastion.monitoring.alerts import Alert, AlertRouter
 from bastion.monitoring.drift import DriftReport, DriftThresholds
 from bastion.monitoring.guard import GuardLimits, Verdict, exceeds, judge
-from bastion.monitoring.slo import ALERT_NAMES, SloTracker
+from bastion.monitoring.slo import ALERT_NAMES, MINUTE, MinuteCounts, SloTracker
 from bastion.monitoring.windows import VersionWindow, Windows, WindowSummary
 from bastion.registry.profile import ReferenceProfile
 from bastion.store.db import Database
-from bastion.store.tables import ModelVersionRow, MonitorWindowRow
+from bastion.store.tables import ModelVersionRow, MonitorMinuteRow, MonitorWindowRow
 
 log = logging.getLogger("bastion.monitoring")
 
@@ -55,6 +58,7 @@ MONITOR_ALERTS: Final = frozenset(
     {*ALERT_NAMES.values(), "DriftDetected", "InputAnomalies", "CanaryRolledBack"}
 )
 STALE_ROWS: Final = timedelta(days=1)
+TREND_MINUTES: Final = 360  # published minutes are kept this long (SloTracker.minutes' limit)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._states: dict[tuple[str, str], _State] = {}
         self._published = 0.0
+        self._minutes_published: float | None = None  # when minutes were last written
         self._rollbacks: dict[tuple[str, str], int] = {}
         self._rolled: dict[Any, tuple[Alert, float]] = {}
         self._evidence: dict[str, int] = {}
@@ -261,7 +266,72 @@ class Monitor:
             session.execute(
                 sa.delete(MonitorWindowRow).where(MonitorWindowRow.updated_at < at - STALE_ROWS)
             )
+            self._publish_minutes(session, now, at)
         return written
+
+    def _publish_minutes(self, session: Any, now: float, at: datetime) -> None:
+        """Upsert the minutes counted since the last publish (all the tracker holds, the first
+        time), one row per endpoint and minute with traffic; drop minutes past the trends'
+        span."""
+        since = self._minutes_published
+        count = TREND_MINUTES if since is None else int(now // MINUTE - since // MINUTE) + 1
+        count = max(1, min(TREND_MINUTES, count))
+        for endpoint in self.slo.endpoints():
+            counted = [m for m in self.slo.minutes(endpoint, count, now) if m.requests]
+            if not counted:
+                continue
+            keys = [int(m.start // MINUTE) for m in counted]
+            rows = {
+                row.minute: row
+                for row in session.scalars(
+                    sa.select(MonitorMinuteRow).where(
+                        MonitorMinuteRow.endpoint == endpoint,
+                        MonitorMinuteRow.replica == self.replica,
+                        MonitorMinuteRow.minute.in_(keys),
+                    )
+                )
+            }
+            for key, m in zip(keys, counted, strict=True):
+                row = rows.get(key)
+                if row is None:
+                    row = MonitorMinuteRow(endpoint=endpoint, replica=self.replica, minute=key)
+                    session.add(row)
+                row.requests, row.errors, row.slow = m.requests, m.errors, m.slow
+                row.updated_at = at
+        oldest = int(now // MINUTE) - TREND_MINUTES
+        session.execute(sa.delete(MonitorMinuteRow).where(MonitorMinuteRow.minute < oldest))
+        self._minutes_published = now
+
+    def minutes(self, endpoint: str, count: int, now: float | None = None) -> list[MinuteCounts]:
+        """The last `count` minutes of `endpoint`'s traffic (oldest first, the current one
+        last, zeros where there was none): this process's live counts plus what other
+        replicas — and earlier runs of this server — published."""
+        now = self._clock() if now is None else now
+        own = self.slo.minutes(endpoint, count, now)
+        if self._db is None:
+            return own
+        first = int(own[0].start // MINUTE)
+        with self._db.read() as session:
+            rows = session.execute(
+                sa.select(
+                    MonitorMinuteRow.minute,
+                    sa.func.sum(MonitorMinuteRow.requests),
+                    sa.func.sum(MonitorMinuteRow.errors),
+                    sa.func.sum(MonitorMinuteRow.slow),
+                )
+                .where(
+                    MonitorMinuteRow.endpoint == endpoint,
+                    MonitorMinuteRow.replica != self.replica,
+                    MonitorMinuteRow.minute >= first,
+                )
+                .group_by(MonitorMinuteRow.minute)
+            ).all()
+        others = {int(m): (int(r), int(e), int(sl)) for m, r, e, sl in rows}
+        merged = []
+        for m in own:
+            r, e, sl = others.get(int(m.start // MINUTE), (0, 0, 0))
+            merged.append(MinuteCounts(m.start, m.requests + r, m.errors + e, m.slow + sl))
+        return merged
 
     def published(
         self,

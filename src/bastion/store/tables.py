@@ -569,6 +569,22 @@ class MonitorWindowRow(Base):
     )
 
 
+class MonitorMinuteRow(Base):
+    """One minute of one endpoint's traffic as one gateway replica counted it (requests, 5xx
+    among them, slow ones), published with the windows: the dashboards' trends add up every
+    replica's minutes and outlive a restart."""
+
+    __tablename__ = "monitor_minutes"
+
+    endpoint: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    replica: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)  # unix time // 60
+    requests: Mapped[int] = mapped_column(sa.Integer)
+    errors: Mapped[int] = mapped_column(sa.Integer)
+    slow: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class IncidentRow(Base):
     """A signed evidence bundle about an endpoint, taken on rollback or on demand."""
 

@@ -155,7 +155,7 @@ def executive(
     rows = []
     for endpoint in endpoints:
         head = _endpoint_head(endpoint)
-        series = monitor.slo.minutes(endpoint.name, minutes, now) if monitor is not None else []
+        series = monitor.minutes(endpoint.name, minutes, now) if monitor is not None else []
         requests = sum(m.requests for m in series)
         errors = sum(m.errors for m in series)
         slow = sum(m.slow for m in series)
