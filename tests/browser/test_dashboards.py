@@ -365,6 +365,16 @@ def _debug(page: Any, live: Live) -> None:
     assert page.get_by_test_id("anomaly").count() == len(debug["anomalies"]) > 0
     assert sum(a["count"] for a in debug["anomalies"]) == live.anomalies
     assert "[redacted]" in page.get_by_test_id("debug-anomalies").inner_text()
+    # A sampled row per anomalous request, opened: bins and the bound, as the API says.
+    sampled = [a["sample"] for a in debug["anomalies"] if a["sample"]]
+    details = page.get_by_test_id("anomaly-sample")
+    assert details.count() == len(sampled) == len(ANOMALOUS)
+    details.first.locator("summary").click()
+    shown = details.first.locator("li")
+    assert shown.count() == len(sampled[0])
+    field, text = next(iter(sampled[0].items()))
+    assert shown.first.inner_text() == f"{field}: {text}"
+    assert text.startswith("above the maximum")
     v3 = next(v for v in debug["versions"] if v["version"] == "3")
     assert int(_value(page, "shadow-v3-same")) == v3["shadow"]["same"]
     assert int(_value(page, "shadow-v3-different")) == v3["shadow"]["different"]

@@ -277,6 +277,14 @@ def test_on_call_and_debug_show_the_monitoring_figures(world: World) -> None:
         version = world.get("ops", f"/v1/models/scorer/versions/{anomaly['version']}")
         (spec,) = [f for f in version["input_contract"]["fields"] if f["name"] == first]
         assert anomaly["expected"] == f"within [{spec['min']:.6g}, {spec['max']:.6g}]"
+    # Each anomalous request left a sampled row: the field as the bound it crossed, the rest
+    # as their training bins.
+    samples = [a["sample"] for a in anomalies if a["sample"] is not None]
+    assert len(samples) == 2
+    for sample in samples:
+        assert next(iter(sample)) == first
+        assert sample[first].startswith("above the maximum ")
+        assert len(sample) == len(logistic().names)
     assert "1e+06" not in str(debug)
     assert "1000000" not in str(debug)
 

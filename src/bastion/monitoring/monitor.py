@@ -160,13 +160,22 @@ class Monitor:
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         self.slo.record(endpoint, status, seconds)
 
-    def anomalies(self, endpoint: str, version: str, counts: Mapping[tuple[str, str], int]) -> None:
-        """Remember the latest anomalies (field, kind and count — no values) for incidents."""
+    def anomalies(
+        self,
+        endpoint: str,
+        version: str,
+        counts: Mapping[tuple[str, str], int],
+        sample: Mapping[str, str] | None = None,
+    ) -> None:
+        """Remember the latest anomalies (field, kind and count — no values) for incidents and
+        the debug view; `sample` (`samples.anomalous_sample`: one row as bins and bounds, no
+        values) goes with the request's first."""
         at = self._clock()
-        for (name, kind), n in counts.items():
+        for i, ((name, kind), n) in enumerate(counts.items()):
             self._anomalies.append(
                 {"at": at, "endpoint": endpoint, "version": version, "field": name,
-                 "kind": kind, "count": n}
+                 "kind": kind, "count": n,
+                 "sample": dict(sample) if sample is not None and i == 0 else None}
             )  # fmt: skip
 
     def recent_anomalies(self, endpoint: str) -> list[dict[str, Any]]:

@@ -182,6 +182,20 @@ class FeatureProfile:
         keys, inverse = _distinct(values, self.name)
         return np.asarray([self._category_slot(k) for k in keys], dtype=np.int64)[inverse]
 
+    def labels(self) -> list[str]:
+        """A human label per slot: the categories then "other", or the numeric bins between
+        the edges (`< a`, `[a, b)`, `≥ z`), and "missing" last."""
+        if self.kind == "categorical":
+            return [*self.categories, "other", "missing"]
+        edges = [f"{e:.4g}" for e in self.edges]
+        if not edges:
+            return ["all", "missing"]
+        labels = [f"< {edges[0]}"]
+        labels.extend(f"[{a}, {b})" for a, b in itertools.pairwise(edges))
+        labels.append(f"≥ {edges[-1]}")
+        labels.append("missing")
+        return labels
+
     def bin(self, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Counts per slot (int64, length `slots`); equal to
         `np.bincount(self.slot_indices(values), minlength=self.slots)`, computed faster."""

@@ -50,6 +50,7 @@ from bastion.deploy import BucketLimit
 from bastion.identity import Authorizer, Caller, Permission, TokenService
 from bastion.monitoring.metrics import GatewayMetrics
 from bastion.monitoring.monitor import Monitor
+from bastion.monitoring.samples import anomalous_sample
 from bastion.monitoring.windows import VersionWindow
 from bastion.registry.contract import Batch
 from bastion.serving import v2
@@ -215,7 +216,10 @@ class Gateway:
         if batch.anomalies:
             metrics.anomalies(batch.anomalies)
             if self.monitor is not None:
-                self.monitor.anomalies(route.name, loaded.label, batch.anomalies)
+                sample = anomalous_sample(
+                    loaded.contract, batch.columns, batch.anomalies, loaded.profile
+                )
+                self.monitor.anomalies(route.name, loaded.label, batch.anomalies, sample)
         if self._faults:
             fault = self._faults.get((route.name, loaded.number))
             if fault is not None:

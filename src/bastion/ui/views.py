@@ -16,7 +16,6 @@ May import `bastion.platform` and below.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -330,16 +329,7 @@ def _event(event: EndpointEvent) -> dict[str, Any]:
 
 def slot_labels(feature: FeatureProfile) -> list[str]:
     """A human label per slot of `feature` (layout in `bastion.registry.profile`)."""
-    if feature.kind == "categorical":
-        return [*feature.categories, "other", "missing"]
-    edges = [f"{e:.4g}" for e in feature.edges]
-    if not edges:
-        return ["all", "missing"]
-    labels = [f"< {edges[0]}"]
-    labels.extend(f"[{a}, {b})" for a, b in itertools.pairwise(edges))
-    labels.append(f"≥ {edges[-1]}")
-    labels.append("missing")
-    return labels
+    return feature.labels()
 
 
 def _stats(drift: FeatureDrift | None) -> dict[str, Any]:
@@ -430,6 +420,7 @@ def debug(
                 "count": a["count"],
                 "value": REDACTED,
                 "expected": expected.get(str(a["version"]), {}).get(a["field"]),
+                "sample": a.get("sample"),
             }
             for a in reversed(anomalies)
         ],

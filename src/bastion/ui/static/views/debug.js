@@ -99,9 +99,25 @@ export default {
       );
     }
 
-    const anomalyRows = doc.anomalies.map((a) =>
+    const anomalyRows = doc.anomalies.flatMap((a) => [
       h("tr", { testid: "anomaly" }, h("td", null, fmt.time(a.at)), h("td", null, `v${a.version}`), h("td", null, a.field), h("td", null, badge(a.kind, "warn")), h("td", { class: "num" }, fmt.int(a.count)), h("td", { class: "mono" }, a.value), h("td", { class: "mono" }, a.expected ?? "—")),
-    );
+      a.sample
+        ? h(
+            "tr",
+            { class: "sample" },
+            h(
+              "td",
+              { colspan: 7 },
+              h(
+                "details",
+                { testid: "anomaly-sample" },
+                h("summary", null, "a sampled row — no values: the anomaly as the bound it crossed, other fields as their training bin"),
+                h("ul", { class: "sample-fields" }, Object.entries(a.sample).map(([field, text]) => h("li", { "data-field": field }, h("span", { class: "mono" }, field), ": ", text))),
+              ),
+            ),
+          )
+        : null,
+    ]);
     const shadowRows = doc.versions.map((v) =>
       h(
         "tr",
