@@ -55,7 +55,7 @@ def anomalous_sample(
         if spec.name in outside:
             out[spec.name] = _what_it_was_not(spec, value)
         else:
-            out[spec.name] = _bin(spec.name, value, profile)
+            out[spec.name] = _bin(spec, value, profile)
     return out
 
 
@@ -99,12 +99,13 @@ def _what_it_was_not(spec: FieldSpec, value: Any) -> str:
     return f"below the minimum {spec.minimum:.6g}"
 
 
-def _bin(name: str, value: Any, profile: ReferenceProfile | None) -> str:
-    feature = profile.features.get(name) if profile is not None else None
+def _bin(spec: FieldSpec, value: Any, profile: ReferenceProfile | None) -> str:
+    feature = profile.features.get(spec.name) if profile is not None else None
     if feature is None:
         return NOT_PROFILED
+    dtype = np.float64 if spec.numeric and feature.kind == "numeric" else object
     try:
-        slot = int(feature.slot_indices(np.asarray([value], dtype=object))[0])
+        slot = int(feature.slot_indices(np.asarray([value], dtype=dtype))[0])
     except InvalidInput:  # a value the profile cannot bin: say so rather than guess
         return NOT_PROFILED
-    return feature.labels()[slot]
+    return feature.label(slot)

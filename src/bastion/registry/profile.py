@@ -185,16 +185,23 @@ class FeatureProfile:
     def labels(self) -> list[str]:
         """A human label per slot: the categories then "other", or the numeric bins between
         the edges (`< a`, `[a, b)`, `≥ z`), and "missing" last."""
+        return [self.label(slot) for slot in range(self.slots)]
+
+    def label(self, slot: int) -> str:
+        """The human label of one slot (see `labels`)."""
+        if not 0 <= slot < self.slots:
+            raise _bad(f"feature {self.name!r}: no slot {slot}")
+        if slot == self.missing_slot:
+            return "missing"
         if self.kind == "categorical":
-            return [*self.categories, "other", "missing"]
-        edges = [f"{e:.4g}" for e in self.edges]
-        if not edges:
-            return ["all", "missing"]
-        labels = [f"< {edges[0]}"]
-        labels.extend(f"[{a}, {b})" for a, b in itertools.pairwise(edges))
-        labels.append(f"≥ {edges[-1]}")
-        labels.append("missing")
-        return labels
+            return self.categories[slot] if slot < len(self.categories) else "other"
+        if not self.edges:
+            return "all"
+        if slot == 0:
+            return f"< {self.edges[0]:.4g}"
+        if slot == len(self.edges):
+            return f"≥ {self.edges[-1]:.4g}"
+        return f"[{self.edges[slot - 1]:.4g}, {self.edges[slot]:.4g})"
 
     def bin(self, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Counts per slot (int64, length `slots`); equal to

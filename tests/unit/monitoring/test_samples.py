@@ -4,7 +4,9 @@ the others as their reference bins."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from bastion.core.errors import InvalidInput
 from bastion.monitoring.samples import MAX_FIELDS, NOT_PROFILED, UNSEEN, anomalous_sample
 from bastion.registry.contract import FieldSpec, FieldType, InputContract
 from bastion.registry.profile import build_profile
@@ -82,3 +84,11 @@ def test_wide_contracts_are_cut_to_max_fields() -> None:
     assert sample is not None
     assert len(sample) == MAX_FIELDS
     assert next(iter(sample)) == "f070"
+
+
+def test_one_slot_label_is_the_labels_entry_and_bad_slots_are_refused() -> None:
+    for feature in PROFILE.features.values():
+        assert [feature.label(i) for i in range(feature.slots)] == feature.labels()
+        for bad in (-1, feature.slots):
+            with pytest.raises(InvalidInput):
+                feature.label(bad)
