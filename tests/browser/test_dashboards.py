@@ -410,6 +410,17 @@ def _governance(page: Any, live: Live) -> None:
     assert labels == {"cancer@1", "scorer@1", "scorer@2", "scorer@3", "fraud"}
     decisions = live.api("audit", "/v1/policy/decisions", params={"limit": 30})
     assert page.get_by_test_id("decision").count() == len(decisions)
+    # Subjects as a person names them: scorer@2, cancer@1 (the id stays as the tooltip).
+    refs = {v["id"]: f"scorer@{v['version']}" for v in versions}
+    shown = page.get_by_test_id("decision-subject").all()
+    for decision, cell in zip(decisions, shown, strict=True):
+        if decision["subject"] in refs:
+            assert cell.inner_text() == refs[decision["subject"]]
+    registered = [
+        cell.inner_text() for d, cell in zip(decisions, shown, strict=True)
+        if d["gate"] == "dataset_register"
+    ]  # fmt: skip
+    assert registered == ["cancer@1"]
     checkpoint = live.api("audit", "/v1/audit/checkpoint")
     assert int(_value(page, "checkpoint-size")) == checkpoint["size"]
     assert _text(page, "checkpoint-note") == checkpoint["note"].strip()

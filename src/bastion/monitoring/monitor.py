@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session
 
 from bastion.core.errors import BastionError
 from bastion.core.ids import new_id
@@ -278,7 +279,7 @@ class Monitor:
             self._publish_minutes(session, now, at)
         return written
 
-    def _publish_minutes(self, session: Any, now: float, at: datetime) -> None:
+    def _publish_minutes(self, session: Session, now: float, at: datetime) -> None:
         """Upsert the minutes counted since the last publish (all the tracker holds, the first
         time), one row per endpoint and minute with traffic; drop minutes past the trends'
         span."""

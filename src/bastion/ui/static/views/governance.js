@@ -73,9 +73,24 @@ function versionRow(v, ctx) {
   );
 }
 
-async function decisionsPanel(ctx) {
+/** Subject id -> what a person calls it: `scorer@2` for a model version, `cancer@1` for a dataset
+ * version (from the view's own versions and lineage). */
+function subjectLabels(doc) {
+  const labels = new Map();
+  for (const v of doc.versions) labels.set(v.id, `${v.model}@${v.version}`);
+  for (const n of doc.lineage.nodes) if (n.kind === "dataset") labels.set(n.id.slice("dataset:".length), n.label);
+  return labels;
+}
+
+function subject(id, labels) {
+  const label = labels.get(id);
+  return label ? h("span", { title: id, "data-subject": id }, label) : id;
+}
+
+async function decisionsPanel(ctx, governance) {
   if (!ctx.can("policy.read")) return lacking("Policy decisions", "policy.read", "gov-decisions");
-  const decisions = await ctx.api("/v1/policy/decisions?limit=30");
+  const [decisions, doc] = await Promise.all([ctx.api("/v1/policy/decisions?limit=30"), governance]);
+  const labels = subjectLabels(doc);
   const rows = decisions.map((d) =>
     h(
       "tr",
@@ -85,7 +100,7 @@ async function decisionsPanel(ctx) {
       h("td", null, badge(d.allow ? "allow" : "deny", d.allow ? "good" : "bad")),
       h("td", { class: "note" }, d.reasons.length ? d.reasons.join("\n") : d.allow ? "every rule passed" : "—"),
       h("td", null, who(d.actor)),
-      h("td", { class: "mono" }, d.subject),
+      h("td", { class: "mono", testid: "decision-subject" }, subject(d.subject, labels)),
       h("td", null, d.bundle_version === null ? "default" : `v${d.bundle_version}`),
     ),
   );
@@ -164,7 +179,8 @@ export default {
   needs: ["model.read"],
 
   async render(ctx) {
-    const [doc, decisions, ledger] = await Promise.all([ctx.api("/v1/dashboards/governance?limit=100"), decisionsPanel(ctx), ledgerPanel(ctx)]);
+    const governance = ctx.api("/v1/dashboards/governance?limit=100");
+    const [doc, decisions, ledger] = await Promise.all([governance, decisionsPanel(ctx, governance), ledgerPanel(ctx)]);
     const rows = doc.versions.map((v) => versionRow(v, ctx));
     return h(
       "div",
