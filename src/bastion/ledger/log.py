@@ -397,7 +397,7 @@ class TransparencyLog:
         replay = LogReplay(verifier=self.verifier, origin=self.origin)
         nodes_checked = 0
         t = self.tables
-        with self._db.read() as session:
+        with self._db.snapshot() as session:
             checkpoints = iter(
                 session.execute(
                     sa.select(t.checkpoints.size, t.checkpoints.root, t.checkpoints.note).order_by(
@@ -470,7 +470,7 @@ class TransparencyLog:
     def export(self, out: IO[str]) -> None:
         """Write every sequenced entry and checkpoint, and the verifier key, as a bundle."""
         t = self.tables
-        with self._db.read() as session:
+        with self._db.snapshot() as session:
             notes = list(
                 session.scalars(sa.select(t.checkpoints.note).order_by(t.checkpoints.size))
             )

@@ -116,6 +116,25 @@ class Database:
                 session.rollback()
 
     @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only unit of work whose statements all see the same committed state.
+
+        `read()` on PostgreSQL runs at READ COMMITTED, where each statement sees what was
+        committed when *it* started: a reader that lists checkpoints and then entries can see
+        entries a concurrent writer committed in between, without their checkpoint. Here the
+        transaction is REPEATABLE READ and read-only, so every statement reads one snapshot.
+        SQLite's read transaction already holds one snapshot (WAL) from its first read."""
+        with self.read() as session:
+            if self.backend == "postgresql":
+                session.connection(
+                    execution_options={
+                        "isolation_level": "REPEATABLE READ",
+                        "postgresql_readonly": True,
+                    }
+                )
+            yield session
+
+    @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A plain Core connection for hot, read-only paths (no ORM session).
 

@@ -128,6 +128,30 @@ def test_transaction_commits_on_success(db: Database) -> None:
     assert _principal_ids(db) == ["prn_1"]
 
 
+def test_a_snapshot_reads_one_state_while_another_writer_commits(db: Database) -> None:
+    """What a verifier needs: a row committed between two statements of one snapshot is seen
+    by neither (on PostgreSQL `read()` alone would show it to the second: READ COMMITTED)."""
+    _insert(db, _principal("prn_1", "alice"))
+    with db.snapshot() as session:
+        first = sorted(session.scalars(sa.select(PrincipalRow.id)))
+        _insert(db, _principal("prn_2", "bob"))  # another connection, committed
+        second = sorted(session.scalars(sa.select(PrincipalRow.id)))
+        count = session.scalar(sa.select(sa.func.count()).select_from(PrincipalRow))
+    assert first == second == ["prn_1"]
+    assert count == 1
+    assert _principal_ids(db) == ["prn_1", "prn_2"]  # committed all along
+
+
+def test_a_snapshot_is_read_only_on_postgresql(db: Database) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("SQLite has no read-only transactions; the snapshot is rolled back anyway")
+    with db.snapshot() as session:
+        session.add(_principal("prn_9", "mallory"))
+        with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+            session.flush()
+    assert _principal_ids(db) == []
+
+
 def test_transaction_rolls_back_on_exception(db: Database) -> None:
     class Boom(Exception):
         pass
