@@ -286,14 +286,7 @@ class ModelService:
                 number = 1
             else:
                 model_fields = model_doc(model)
-                number = (
-                    session.scalar(
-                        sa.select(sa.func.max(ModelVersionRow.version)).where(
-                            ModelVersionRow.model_id == model.id
-                        )
-                    )
-                    or 0
-                ) + 1
+                number = _next_number(session, model.id)
             lineage = [
                 {"role": role.value, "dataset": dataset_doc(d, now)}
                 for d, role in self._resolve_lineage(session, datasets)
@@ -413,14 +406,7 @@ class ModelService:
                     raise NotFound(f"no model {name}", code="registry.model_not_found")
                 model = self._create(session, caller, name, create)
             datasets = self._resolve_lineage(session, spec.datasets)
-            number = (
-                session.scalar(
-                    sa.select(sa.func.max(ModelVersionRow.version)).where(
-                        ModelVersionRow.model_id == model.id
-                    )
-                )
-                or 0
-            ) + 1
+            number = _next_number(session, model.id)
             model_files = files
             formats = {f.format for f in model_files} - {"unknown"}
             fmt = formats.pop() if len(formats) == 1 else ("mixed" if formats else "unknown")
@@ -1078,6 +1064,14 @@ class _HashSink:
 
     def digest(self) -> str:
         return f"sha256:{self._hash.hexdigest()}"
+
+
+def _next_number(session: Session, model_id: str) -> int:
+    """The number the model's next version gets: one past the highest so far."""
+    latest = session.scalar(
+        sa.select(sa.func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model_id)
+    )
+    return (latest or 0) + 1
 
 
 def artifact_digest_of(
