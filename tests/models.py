@@ -4,7 +4,9 @@ contract derived from the training data."""
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,15 @@ class Trained:
         if skops:
             out["model.skops"] = sio.dumps(self.estimator)
         return out
+
+    def csv(self) -> bytes:
+        """The training rows as a CSV dataset: the feature columns, then `target`."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([*self.names, "target"])
+        for row, label in zip(self.x, self.y, strict=True):
+            writer.writerow([*(repr(float(v)) for v in row), int(label)])
+        return out.getvalue().encode()
 
     def records(self, rows: slice) -> list[dict[str, float]]:
         return [dict(zip(self.names, map(float, row), strict=True)) for row in self.x[rows]]

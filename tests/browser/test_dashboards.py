@@ -9,8 +9,6 @@ splitting it would start a server per xdist worker.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from bastion.identity import Role
 from bastion.platform import Platform
 from bastion.registry import DatasetRef, LineageRole, ModelSpec, VersionSpec
 from bastion.ui import assets
-from models import Trained, forest, logistic
+from models import forest, logistic
 from releases import VALIDATION
 from servers import running_server
 from support import server_env
@@ -47,15 +45,6 @@ DIGEST_FILE = "ui-assets.sha256"
 ANOMALOUS = (5, 17, 33)  # these requests carry a value far outside the training range
 
 
-def _csv(trained: Trained) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*trained.names, "target"])
-    for row, label in zip(trained.x, trained.y, strict=True):
-        writer.writerow([*(repr(float(v)) for v in row), int(label)])
-    return out.getvalue().encode()
-
-
 def _prepare(home: Path, tmp: Path) -> dict[str, str]:
     """Principals, a training dataset and three signed, attested, approved versions trained on
     it (so each has a reference profile): v1 and v2 logistic regressions, v3 a forest."""
@@ -68,7 +57,7 @@ def _prepare(home: Path, tmp: Path) -> dict[str, str]:
             tokens[name] = platform.tokens.create(admin, principal_id=principal.id).secret
         caller = {name: platform.tokens.authenticate(t) for name, t in tokens.items()}
         data = tmp / "training.csv"
-        data.write_bytes(_csv(logistic()))
+        data.write_bytes(logistic().csv())
         platform.datasets.register(
             caller["steward"], "cancer", classification_="internal", purposes=["scoring"],
             retention_days=30, file=data,

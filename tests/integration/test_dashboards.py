@@ -6,8 +6,6 @@ kept checkpoint it extends, and a forged one."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from bastion.identity import Role
 from bastion.platform import Platform
 from bastion.registry import DatasetRef, LineageRole, ModelSpec, VersionSpec
 from bastion.ui.assets import assets
-from models import Trained, logistic
+from models import logistic
 from releases import Release, make_release
 from support import Actor, MakeActor
 
@@ -33,15 +31,6 @@ DASHBOARDS = (
     "/v1/dashboards/debug/fraud",
     "/v1/dashboards/governance",
 )
-
-
-def _csv(trained: Trained) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*trained.names, "target"])
-    for row, label in zip(trained.x, trained.y, strict=True):
-        writer.writerow([*(repr(float(v)) for v in row), int(label)])
-    return out.getvalue().encode()
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -71,7 +60,7 @@ def world(
     steward = platform.tokens.authenticate(make_actor("steward", Role.DATA_STEWARD).token)
     trained = logistic()
     data = tmp_path / "training.csv"
-    data.write_bytes(_csv(trained))
+    data.write_bytes(trained.csv())
     platform.datasets.register(
         steward, "cancer", classification_="internal", purposes=["scoring"], retention_days=30,
         file=data,

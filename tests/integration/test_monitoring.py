@@ -4,8 +4,6 @@ canary rolled back by the guard, windows published for other processes, incident
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,18 +24,9 @@ from bastion.platform import Platform
 from bastion.registry import DatasetRef, LineageRole, ModelSpec, VersionSpec
 from bastion.registry.profile import ReferenceProfile
 from bastion.serving.runtime import ServingRuntime
-from models import Trained, logistic
+from models import logistic
 from releases import Release, make_release
 from support import Actor, MakeActor
-
-
-def _csv(trained: Trained) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*trained.names, "target"])
-    for row, label in zip(trained.x, trained.y, strict=True):
-        writer.writerow([*(repr(float(v)) for v in row), int(label)])
-    return out.getvalue().encode()
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def _register_with_data(rel: Release, steward: Caller, tmp: Path) -> int:
     trained = logistic()
     data = tmp / "training.csv"
     if not data.exists():
-        data.write_bytes(_csv(trained))
+        data.write_bytes(trained.csv())
         rel.platform.datasets.register(
             steward,
             "cancer",
