@@ -472,14 +472,7 @@ def audit_verify(
                 if trusted_checkpoint
                 else None
             )
-    result = {
-        "status": "intact",
-        "size": report.size,
-        "root": report.root.hex(),
-        "checkpoints": report.checkpoints,
-        "nodes": report.nodes,
-        "queued": report.queued,
-    }
+    result = {"status": "intact", **report.summary()}
     if as_json:
         print_json(result)
     else:

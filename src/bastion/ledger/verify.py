@@ -37,6 +37,16 @@ class VerifyReport:
     # hashes, which the signed roots vouch for, stood in for them.
     expired: int = 0
 
+    def summary(self) -> dict[str, int | str]:
+        """The figures `bastion audit verify --json` and the dashboards report."""
+        return {
+            "size": self.size,
+            "root": self.root.hex(),
+            "checkpoints": self.checkpoints,
+            "nodes": self.nodes,
+            "queued": self.queued,
+        }
+
 
 @dataclass
 class LogReplay:

@@ -101,6 +101,18 @@ def _share(good: int, total: int) -> float | None:
     return round(good / total, 6) if total else None
 
 
+def _slis(requests: int, errors: int, slow: int) -> dict[str, Any]:
+    """The counts and the two SLIs: availability (non-5xx share) and latency (share of the
+    non-5xx answered under the threshold); None without requests."""
+    return {
+        "requests": requests,
+        "errors": errors,
+        "slow": slow,
+        "availability": _share(requests - errors, requests),
+        "latency_sli": _share(requests - errors - slow, requests - errors),
+    }
+
+
 def _source(monitor: Monitor | None) -> str:
     """Whether figures come from this server's live windows or only from what replicas
     published (a process without a serving runtime)."""
@@ -176,11 +188,7 @@ def executive(
         rows.append(
             {
                 **head,
-                "requests": requests,
-                "errors": errors,
-                "slow": slow,
-                "availability": _share(requests - errors, requests),
-                "latency_sli": _share(requests - errors - slow, requests - errors),
+                **_slis(requests, errors, slow),
                 "budget": budget,
                 "series": [
                     {"t": m.start, "requests": m.requests, "errors": m.errors, "slow": m.slow}
@@ -209,11 +217,7 @@ def executive(
         "totals": {
             "endpoints": len(rows),
             "serving": sum(r["state"] == "serving" for r in rows),
-            "requests": requests,
-            "errors": errors,
-            "slow": slow,
-            "availability": _share(requests - errors, requests),
-            "latency_sli": _share(requests - errors - slow, requests - errors),
+            **_slis(requests, errors, slow),
             "requests_since_start": since_start,
             "compute_seconds": round(compute, 6),
             "compute_ms_per_request": (
@@ -635,11 +639,7 @@ def verify_ledger(platform: Platform, caller: Caller, trusted: str | None) -> di
         _verifying.release()
     return {
         "status": "intact",
-        "size": report.size,
-        "root": report.root.hex(),
-        "checkpoints": report.checkpoints,
-        "nodes": report.nodes,
-        "queued": report.queued,
+        **report.summary(),
         "checkpoint": {
             "size": latest.size,
             "root": latest.root.hex(),
